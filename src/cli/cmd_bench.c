@@ -1,0 +1,12 @@
+/* ferc bench: not implemented yet (placeholder until its issue lands). */
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+int cmd_bench(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "ferc bench: not implemented yet\n");
+    return CLI_FAIL;
+}

@@ -1,0 +1,12 @@
+/* ferc detect: not implemented yet (placeholder until its issue lands). */
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+int cmd_detect(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "ferc detect: not implemented yet\n");
+    return CLI_FAIL;
+}

@@ -1,0 +1,12 @@
+/* ferc info: not implemented yet (placeholder until its issue lands). */
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+int cmd_info(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "ferc info: not implemented yet\n");
+    return CLI_FAIL;
+}

@@ -1,0 +1,77 @@
+/* ferc: subcommand dispatch driven by one declarative table. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ferc.h"
+#include "cli/cli.h"
+
+static const cli_command commands[] = {
+    {"info", cmd_info, "describe an architecture or a model file (layers, parameters, FLOPs)"},
+    {"import", cmd_import, "convert PyTorch .pth / safetensors weights into a ferc model"},
+    {"train", cmd_train, "train a classifier on an image folder (transfer learning)"},
+    {"eval", cmd_eval, "evaluate a model on a labelled folder or split manifest"},
+    {"predict", cmd_predict, "find faces in images and classify their expressions"},
+    {"detect", cmd_detect, "find faces in images (Viola-Jones cascade)"},
+    {"camera", cmd_camera, "live recognition from a camera, a video file or an image folder"},
+    {"data", cmd_data, "inspect a dataset: check, stats, grid"},
+    {"bench", cmd_bench, "measure training or inference speed"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "ferc %s: facial-expression recognition\n\n"
+            "usage: ferc <command> [options]\n"
+            "       ferc <command> --help\n\ncommands:\n",
+            ferc_version());
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\noptions:\n  -h, --help     this help\n  -V, --version  print the version\n");
+}
+
+int cli_fail(const char *context)
+{
+    fprintf(stderr, "ferc: %s%s%s\n", context ? context : "", context ? ": " : "", ferc_last_error());
+    return CLI_FAIL;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "ferc %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(run 'ferc %s --help' for usage)\n", cmd);
+    return CLI_USAGE;
+}
+
+bool cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return true;
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "-h") || !strcmp(name, "--help") || !strcmp(name, "help")) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(name, "-V") || !strcmp(name, "--version") || !strcmp(name, "version")) {
+        printf("ferc %s\n", ferc_version());
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, commands[i].name)) return commands[i].handler(argc - 1, argv + 1);
+    fprintf(stderr, "ferc: unknown command '%s'\n\n", name);
+    usage(stderr);
+    return CLI_USAGE;
+}

@@ -1,0 +1,194 @@
+/* File helpers: whole-file reads, atomic writes (temp file + fsync + rename), mkdir -p,
+ * timers and float conversions. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/core.h"
+
+double time_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+const char *ferc_version(void) { return FERC_VERSION; }
+
+int file_read_all(const char *path, uint8_t **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return ferc_set_error(FERC_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return ferc_set_error(FERC_ERR_IO, "cannot seek in %s: %s", path, strerror(errno));
+    }
+    long len = ftell(f);
+    if (len < 0) {
+        fclose(f);
+        return ferc_set_error(FERC_ERR_IO, "cannot size %s (is it a regular file?)", path);
+    }
+    rewind(f);
+    uint8_t *buf = malloc((size_t)len + 1);
+    if (!buf) {
+        fclose(f);
+        return ferc_set_error(FERC_ERR_NOMEM, "out of memory reading %s (%ld bytes)", path, len);
+    }
+    size_t got = fread(buf, 1, (size_t)len, f);
+    int err = ferror(f);
+    fclose(f);
+    if (err || got != (size_t)len) {
+        free(buf);
+        return ferc_set_error(FERC_ERR_IO, "short read on %s", path);
+    }
+    buf[len] = 0; /* convenient for text files */
+    *data = buf;
+    *size = (size_t)len;
+    return FERC_OK;
+}
+
+struct atomic_file {
+    FILE *f;
+    char *path;
+    char *tmp;
+};
+
+int atomic_file_open(atomic_file **out, const char *path)
+{
+    *out = NULL;
+    atomic_file *af = calloc(1, sizeof *af);
+    size_t n = strlen(path) + 32;
+    if (!af || !(af->path = strdup(path)) || !(af->tmp = malloc(n))) {
+        if (af) free(af->path);
+        free(af);
+        return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    }
+    snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) {
+        int e = errno;
+        free(af->tmp);
+        free(af->path);
+        free(af);
+        return ferc_set_error(FERC_ERR_IO, "cannot create %s: %s", path, strerror(e));
+    }
+    *out = af;
+    return FERC_OK;
+}
+
+int atomic_file_write(atomic_file *af, const void *data, size_t size)
+{
+    if (size && fwrite(data, 1, size, af->f) != size)
+        return ferc_set_error(FERC_ERR_IO, "cannot write %s: %s", af->path, strerror(errno));
+    return FERC_OK;
+}
+
+void atomic_file_abort(atomic_file *af)
+{
+    if (!af) return;
+    if (af->f) fclose(af->f);
+    unlink(af->tmp);
+    free(af->tmp);
+    free(af->path);
+    free(af);
+}
+
+int atomic_file_commit(atomic_file *af)
+{
+    int rc = FERC_OK;
+    if (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0)
+        rc = ferc_set_error(FERC_ERR_IO, "cannot write %s: %s", af->path, strerror(errno));
+    if (fclose(af->f) != 0 && rc == FERC_OK)
+        rc = ferc_set_error(FERC_ERR_IO, "cannot close %s: %s", af->path, strerror(errno));
+    af->f = NULL;
+    if (rc == FERC_OK && rename(af->tmp, af->path) != 0)
+        rc = ferc_set_error(FERC_ERR_IO, "cannot rename %s into place: %s", af->path, strerror(errno));
+    if (rc != FERC_OK) unlink(af->tmp);
+    free(af->tmp);
+    free(af->path);
+    free(af);
+    return rc;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t size)
+{
+    atomic_file *af;
+    int rc = atomic_file_open(&af, path);
+    if (rc) return rc;
+    rc = atomic_file_write(af, data, size);
+    if (rc) {
+        atomic_file_abort(af);
+        return rc;
+    }
+    return atomic_file_commit(af);
+}
+
+int file_mkdirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return ferc_set_error(FERC_ERR_INVALID, "bad directory path '%s'", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return ferc_set_error(FERC_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+            buf[i] = c;
+        }
+    }
+    if (!file_is_dir(path)) return ferc_set_error(FERC_ERR_IO, "%s exists and is not a directory", path);
+    return FERC_OK;
+}
+
+bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+bool file_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+uint16_t f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+float bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t f32_to_f16(float f)
+{
+    _Float16 h = (_Float16)f;
+    uint16_t u;
+    memcpy(&u, &h, 2);
+    return u;
+}
+
+float f16_to_f32(uint16_t u)
+{
+    _Float16 h;
+    memcpy(&h, &u, 2);
+    return (float)h;
+}

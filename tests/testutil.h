@@ -1,0 +1,48 @@
+/* Minimal test harness: CHECK records a failure and continues; test_finish() prints a summary
+ * and returns the process exit code (1 when any check failed, 77 when skipped). */
+#ifndef FERC_TESTUTIL_H
+#define FERC_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+extern int test_failures;
+extern int test_checks;
+
+#define CHECK(cond, ...)                                                             \
+    do {                                                                             \
+        test_checks++;                                                               \
+        if (!(cond)) {                                                               \
+            test_failures++;                                                         \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);          \
+            fprintf(stderr, " " __VA_ARGS__);                                        \
+            fprintf(stderr, "\n");                                                   \
+        }                                                                            \
+    } while (0)
+
+/* CHECK that a ferc call returned FERC_OK, printing ferc_last_error() otherwise. */
+#define CHECK_OK(expr)                                                               \
+    do {                                                                             \
+        int rc_ = (expr);                                                            \
+        test_checks++;                                                               \
+        if (rc_ != 0) {                                                              \
+            test_failures++;                                                         \
+            fprintf(stderr, "FAIL %s:%d: %s returned %d: %s\n", __FILE__, __LINE__,  \
+                    #expr, rc_, ferc_last_error());                                  \
+        }                                                                            \
+    } while (0)
+
+/* Maximum relative error max|a-b| / max(max|b|, floor): the measure used by parity tests. */
+double max_rel_err(const float *a, const float *b, size_t n, double floor);
+double max_abs_err(const float *a, const float *b, size_t n);
+/* Prints "<name>: max rel err <e> (tol <tol>)" and records a check. */
+bool check_close(const char *name, const float *got, const float *want, size_t n, double tol);
+
+/* Returns $FERC_DATA or NULL. */
+const char *test_data_dir(void);
+/* Prints the reason and returns 77 (CTest's skip code). */
+int test_skip(const char *why);
+int test_finish(const char *name);
+
+#endif
