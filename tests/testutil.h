@@ -46,3 +46,13 @@ int test_skip(const char *why);
 int test_finish(const char *name);
 
 #endif
+
+/* ---- fixtures (safetensors files written by the scripts in tools/) ---- */
+#include "io/safetensors.h"
+#include "nn/nn.h"
+/* A float32 tensor of the fixture, or NULL (recording a failed check) when it is missing or
+ * has another element count (expect 0 = any). */
+const float *fx_f32(const st_file *f, const char *name, size_t expect);
+/* Copies every "<prefix><param name>" tensor of the fixture into the graph's parameters and
+ * buffers; a missing tensor is a failed check. */
+void fx_load_params(nn_graph *g, const st_file *f, const char *prefix);
