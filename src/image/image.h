@@ -51,4 +51,17 @@ void image_draw_rect(image *img, int x, int y, int w, int h, int thickness, cons
 int  image_draw_text(image *img, int x, int y, const char *text, int scale,
                      const uint8_t fg[3], const uint8_t *bg /* NULL: no background */);
 
+/* ---- additions (data pipeline) ----------------------------------------------------------- */
+/* Mirror left-right; dst allocated by the call. */
+int image_flip_h(image *dst, const image *src);
+/* Applies an EXIF orientation (1..8; other values copy); dst allocated by the call. */
+int image_orient(image *dst, const image *src, int orientation);
+/* Encodes to memory; the caller frees *out. RGBA loses its alpha in JPEG. */
+int image_encode_png(const image *img, uint8_t **out, size_t *out_size);
+int image_encode_jpeg(const image *img, int quality, uint8_t **out, size_t *out_size);
+/* Filled rectangle, clipped. */
+void image_fill_rect(image *img, int x, int y, int w, int h, const uint8_t color[3]);
+/* Width in pixels that image_draw_text would use (glyph cells are 6x9 font pixels). */
+int  image_text_width(const char *text, int scale);
+
 #endif
