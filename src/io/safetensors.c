@@ -1,5 +1,6 @@
 /* safetensors reader and writer, validated with cJSON. */
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,13 @@ static int cmp_offset(const void *a, const void *b)
 {
     const st_tensor *x = a, *y = b;
     return x->data < y->data ? -1 : x->data > y->data;
+}
+
+/* A JSON number usable as a size or offset: a non-negative integer exactly representable. */
+static bool is_index(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 9.0e15 &&
+           v->valuedouble == (double)(int64_t)v->valuedouble;
 }
 
 int st_parse(st_file *f, uint8_t *buf, size_t size, const char *name)
@@ -136,14 +144,19 @@ int st_parse(st_file *f, uint8_t *buf, size_t size, const char *name)
         double numel = 1;
         for (int i = 0; i < t->ndim; i++) {
             cJSON *s = cJSON_GetArrayItem(shape, i);
-            if (!cJSON_IsNumber(s) || s->valuedouble < 0 || s->valuedouble > 9.0e15) {
+            if (!is_index(s)) {
                 rc = ferc_set_error(FERC_ERR_FORMAT, "%s: tensor '%s' has a bad shape", name, item->string);
                 goto fail;
             }
             t->shape[i] = (int64_t)s->valuedouble;
             numel *= s->valuedouble;
         }
-        double b = cJSON_GetArrayItem(offs, 0)->valuedouble, e = cJSON_GetArrayItem(offs, 1)->valuedouble;
+        cJSON *ob = cJSON_GetArrayItem(offs, 0), *oe = cJSON_GetArrayItem(offs, 1);
+        if (!is_index(ob) || !is_index(oe)) {
+            rc = ferc_set_error(FERC_ERR_FORMAT, "%s: tensor '%s' has bad data_offsets", name, item->string);
+            goto fail;
+        }
+        double b = ob->valuedouble, e = oe->valuedouble;
         if (!(b >= 0 && e >= b && e <= (double)data_size)) {
             rc = ferc_set_error(FERC_ERR_FORMAT,
                                 "%s: tensor '%s' data [%.0f, %.0f) lies outside the %zu-byte data area (truncated file?)",
