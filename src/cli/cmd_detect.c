@@ -1,12 +1,215 @@
-/* ferc detect: not implemented yet (placeholder until its issue lands). */
+/* ferc detect: finds faces (or whatever the cascade detects) in images and prints the boxes,
+ * as text or as JSON, optionally writing annotated copies.
+ *
+ * JSON (--json) is a list with one object per image that could be read:
+ *   [{"image": PATH, "width": W, "height": H, "faces": [{"box": [x, y, w, h]}, ...]}, ...]
+ * in pixels of the original image (after its EXIF orientation). An image that cannot be read
+ * is reported on stderr and makes the exit status 1; the others are still processed. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "cli/cli.h"
+#include "core/core.h"
+#include "face/cascade.h"
+#include "image/image.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ferc detect IMAGE... [options]\n\n"
+            "Finds faces with a Viola-Jones cascade (OpenCV's XML format) and prints their boxes.\n"
+            "Boxes match OpenCV's CascadeClassifier.detectMultiScale with the same parameters.\n\n"
+            "options:\n"
+            "  --json               print a JSON list: {\"image\", \"width\", \"height\", \"faces\": [{\"box\": [x, y, w, h]}]}\n"
+            "  --annotate OUT       write images with the boxes drawn: OUT is a file for one image,\n"
+            "                       a folder (created) for several; .png or .jpg by name\n"
+            "  --cascade FILE       cascade XML (default %s)\n"
+            "  --scale-factor F     pyramid step, > 1 (default 1.1)\n"
+            "  --min-neighbors N    hits needed to keep a box (default 3; 0 = raw hits)\n"
+            "  --min-size N         smallest box side in pixels (default 0)\n"
+            "  --max-size N         largest box side in pixels (default 0 = image size)\n"
+            "  -h, --help           this help\n",
+            FACE_CASCADE_DEFAULT_PATH);
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* Where the annotated copy of `img_path` goes. */
+static void annotate_path(const char *out, int single, const char *img_path, char *dst, size_t n)
+{
+    if (single && !file_is_dir(out)) snprintf(dst, n, "%s", out);
+    else snprintf(dst, n, "%s/%s", out, base_name(img_path));
+}
+
+static int annotate(const image *rgb, const face_box *b, int n, const char *path)
+{
+    image copy;
+    int rc = image_clone(&copy, rgb);
+    if (rc) return rc;
+    static const uint8_t green[3] = {0, 230, 0};
+    for (int i = 0; i < n; i++) {
+        int t = b[i].w / 60 + 2;
+        image_draw_rect(&copy, b[i].x, b[i].y, b[i].w, b[i].h, t, green);
+    }
+    rc = image_save(&copy, path, 92);
+    image_free(&copy);
+    return rc;
+}
 
 int cmd_detect(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "ferc detect: not implemented yet\n");
-    return CLI_FAIL;
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    face_detect_params p;
+    face_detect_params_default(&p);
+    int json = 0;
+    const char *annotate_out = NULL, *cascade_path = NULL;
+    const char **images = calloc((size_t)argc, sizeof *images);
+    int nimages = 0;
+    if (!images) return cli_usage_error("detect", "out of memory");
+    int status = CLI_OK;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = !strcmp(a, "--annotate") || !strcmp(a, "--cascade") || !strcmp(a, "--scale-factor") ||
+                    !strcmp(a, "--min-neighbors") || !strcmp(a, "--min-size") || !strcmp(a, "--max-size");
+        if (takes && !val) {
+            status = cli_usage_error("detect", "%s needs a value", a);
+            goto done;
+        }
+        if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--annotate")) {
+            annotate_out = val;
+            i++;
+        } else if (!strcmp(a, "--cascade")) {
+            cascade_path = val;
+            i++;
+        } else if (!strcmp(a, "--scale-factor")) {
+            char *end;
+            errno = 0;
+            p.scale_factor = strtod(val, &end);
+            if (!*val || *end || errno || !(p.scale_factor > 1.0) || p.scale_factor > 100) {
+                status = cli_usage_error("detect", "--scale-factor must be a number > 1 (got '%s')", val);
+                goto done;
+            }
+            i++;
+        } else if (!strcmp(a, "--min-neighbors") || !strcmp(a, "--min-size") || !strcmp(a, "--max-size")) {
+            int v;
+            if (parse_int(val, 0, 1 << 20, &v)) {
+                status = cli_usage_error("detect", "%s must be a whole number >= 0 (got '%s')", a, val);
+                goto done;
+            }
+            if (!strcmp(a, "--min-neighbors")) p.min_neighbors = v;
+            else if (!strcmp(a, "--min-size")) p.min_w = p.min_h = v;
+            else p.max_w = p.max_h = v;
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            status = cli_usage_error("detect", "unknown option '%s'", a);
+            goto done;
+        } else {
+            images[nimages++] = a;
+        }
+    }
+    if (nimages == 0) {
+        status = cli_usage_error("detect", "no image given");
+        goto done;
+    }
+    if (annotate_out && (nimages > 1 || file_is_dir(annotate_out)) && file_mkdirs(annotate_out)) {
+        status = cli_fail("--annotate");
+        goto done;
+    }
+
+    face_cascade *fc;
+    if (face_cascade_load(&fc, cascade_path)) {
+        status = cli_fail("loading the cascade");
+        goto done;
+    }
+    cJSON *list = json ? cJSON_CreateArray() : NULL;
+    for (int k = 0; k < nimages; k++) {
+        image rgb, gray;
+        if (image_load(&rgb, images[k], IMAGE_MODE_RGB, 1)) {
+            cli_fail(images[k]);
+            status = CLI_FAIL;
+            continue;
+        }
+        if (image_alloc(&gray, rgb.width, rgb.height, 1)) {
+            image_free(&rgb);
+            cli_fail(images[k]);
+            status = CLI_FAIL;
+            continue;
+        }
+        face_rgb_to_gray(rgb.data, rgb.stride, 3, rgb.width, rgb.height, gray.data, gray.stride);
+        face_box *boxes = NULL;
+        int n = 0;
+        int rc = face_detect(fc, gray.data, gray.width, gray.height, gray.stride, &p, &boxes, &n);
+        image_free(&gray);
+        if (rc) {
+            cli_fail(images[k]);
+            status = CLI_FAIL;
+            image_free(&rgb);
+            continue;
+        }
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "image", images[k]);
+            cJSON_AddNumberToObject(o, "width", rgb.width);
+            cJSON_AddNumberToObject(o, "height", rgb.height);
+            cJSON *faces = cJSON_AddArrayToObject(o, "faces");
+            for (int i = 0; i < n; i++) {
+                int v[4] = {boxes[i].x, boxes[i].y, boxes[i].w, boxes[i].h};
+                cJSON *f = cJSON_CreateObject();
+                cJSON_AddItemToObject(f, "box", cJSON_CreateIntArray(v, 4));
+                cJSON_AddItemToArray(faces, f);
+            }
+            cJSON_AddItemToArray(list, o);
+        } else {
+            printf("%s: %dx%d, %d face%s\n", images[k], rgb.width, rgb.height, n, n == 1 ? "" : "s");
+            for (int i = 0; i < n; i++)
+                printf("  x %d y %d w %d h %d\n", boxes[i].x, boxes[i].y, boxes[i].w, boxes[i].h);
+        }
+        if (annotate_out) {
+            char dst[PATH_MAX];
+            annotate_path(annotate_out, nimages == 1, images[k], dst, sizeof dst);
+            if (annotate(&rgb, boxes, n, dst)) {
+                cli_fail(dst);
+                status = CLI_FAIL;
+            }
+        }
+        free(boxes);
+        image_free(&rgb);
+    }
+    if (json) {
+        char *s = cJSON_Print(list);
+        if (s) {
+            printf("%s\n", s);
+            cJSON_free(s);
+        }
+        cJSON_Delete(list);
+    }
+    face_cascade_destroy(fc);
+done:
+    free(images);
+    return status;
 }

@@ -174,7 +174,8 @@ int nn_exec_forward(nn_exec *ex, const float *x, bool train, float *out);
 int nn_exec_backward(nn_exec *ex, const float *dout);
 /* Seeds dropout masks: they depend on (seed, step, node) only. */
 void nn_exec_set_seed(nn_exec *ex, uint64_t seed, uint64_t step);
-/* Reads back any node's output as float32 NCHW (for tests and feature caching). */
+/* Reads back any node's output as float32 NCHW (for tests and feature caching). A batch norm
+ * or add whose only consumer is a ReLU is fused with it and reports the ReLU's output. */
 int nn_exec_node_output(nn_exec *ex, int node, float *out, size_t count);
 /* Reads back the gradient of a node's output after nn_exec_backward (node 0 = the input,
  * with NN_EXEC_INPUT_GRAD), as float32 NCHW. */

@@ -52,6 +52,11 @@ typedef struct ond_node {
     dnnl_memory_t diff;     /* gradient of the output (needs_grad nodes) */
     dnnl_memory_t mean, var;/* batch norm: batch statistics saved for backward */
     uint8_t *mask;          /* dropout */
+    /* Fusions with a following ReLU (its only consumer). BN: the ReLU runs inside the batch
+     * norm forward and backward (dnnl_fuse_norm_relu); the ReLU node aliases the output and
+     * its gradient and runs nothing. Add: the ReLU is a post-op of the forward only; the
+     * ReLU node aliases the output and keeps its own backward step. */
+    bool relu_fused_full, relu_fused_fwd;
     size_t mask_len;
 } ond_node;
 
@@ -60,7 +65,7 @@ struct ond {
     nn_graph *g;
     dnnl_engine_t eng;
     dnnl_stream_t stream;
-    dnnl_primitive_attr_t attr, attr_sum;  /* user scratchpad; + sum post-op */
+    dnnl_primitive_attr_t attr, attr_sum, attr_relu;  /* user scratchpad; + sum / relu post-op */
     ond_node *nodes;
     step_list fwd_train, fwd_eval, bwd;
     /* Everything to destroy. */
@@ -268,6 +273,15 @@ static float *mem_ptr(dnnl_memory_t m)
 static bool accumulates(const nn_exec *ex, int node, int input)
 {
     return ex->last_consumer[input] != node;
+}
+
+/* The ReLU that is node i's only consumer (and not the output of anything else), or -1. */
+static int relu_consumer(const ond *b, int i)
+{
+    const nn_exec *ex = b->ex;
+    if (ex->nconsumers[i] != 1 || i == b->g->output) return -1;
+    int c = ex->last_consumer[i];
+    return c >= 0 && b->g->nodes[c].op == NN_OP_RELU ? c : -1;
 }
 
 /* Where a backward primitive of `node` should write the gradient for input `in`, given
@@ -535,7 +549,10 @@ static int plan_bn(ond *b, int i)
     /* Evaluation-mode forward (running statistics). When this layer must pass gradients
      * back in a training executor, oneDNN wants a forward_training descriptor as the hint. */
     bool eval_needs_bwd = training && ex->needs_grad[i] && ex->bn_eval[i];
-    unsigned eflags = dnnl_use_global_stats | dnnl_use_scale | dnnl_use_shift;
+    bool fuse = !eval_needs_bwd && relu_consumer(b, i) >= 0;
+    unsigned fuse_flag = fuse ? dnnl_fuse_norm_relu : 0;
+    on->relu_fused_full = fuse;
+    unsigned eflags = dnnl_use_global_stats | dnnl_use_scale | dnnl_use_shift | fuse_flag;
     dnnl_batch_normalization_desc_t ed;
     TRY(dnnl_batch_normalization_forward_desc_init(&ed, eval_needs_bwd ? dnnl_forward_training : dnnl_forward_inference,
                                                    &on->md, eps, eflags),
@@ -549,7 +566,7 @@ static int plan_bn(ond *b, int i)
     if (rc) goto out_e;
 
     if (training && !ex->bn_eval[i]) {
-        unsigned tflags = dnnl_use_scale | dnnl_use_shift;
+        unsigned tflags = dnnl_use_scale | dnnl_use_shift | fuse_flag;
         dnnl_batch_normalization_desc_t td;
         TRY(dnnl_batch_normalization_forward_desc_init(&td, dnnl_forward_training, &on->md, eps, tflags),
             "batch-norm setup", i);
@@ -557,9 +574,14 @@ static int plan_bn(ond *b, int i)
         if ((rc = pd_create(b, &tpd, &td, false, NULL, "batch norm", i))) goto out_e;
         rc = mk_mem(b, &on->mean, &cmd, NULL, i);
         if (!rc) rc = mk_mem(b, &on->var, &cmd, NULL, i);
-        dnnl_exec_arg_t targs[6] = {{DNNL_ARG_SRC, oin->mem}, {DNNL_ARG_MEAN, on->mean}, {DNNL_ARG_VARIANCE, on->var},
-                                    {DNNL_ARG_SCALE, scale},  {DNNL_ARG_SHIFT, shift},   {DNNL_ARG_DST, on->mem}};
-        if (!rc) rc = push_prim(b, &b->fwd_train, tpd, targs, 6, i);
+        /* With the fused ReLU, the workspace keeps its mask for the backward pass. */
+        dnnl_memory_t ws = NULL;
+        const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(tpd, dnnl_query_workspace_md, 0);
+        if (!rc && fuse && ws_md && dnnl_memory_desc_get_size(ws_md) > 0) rc = mk_mem(b, &ws, ws_md, NULL, i);
+        dnnl_exec_arg_t targs[7] = {{DNNL_ARG_SRC, oin->mem}, {DNNL_ARG_MEAN, on->mean}, {DNNL_ARG_VARIANCE, on->var},
+                                    {DNNL_ARG_SCALE, scale},  {DNNL_ARG_SHIFT, shift},   {DNNL_ARG_DST, on->mem},
+                                    {DNNL_ARG_WORKSPACE, ws}};
+        if (!rc) rc = push_prim(b, &b->fwd_train, tpd, targs, ws ? 7 : 6, i);
         if (!rc) rc = push_fn(&b->fwd_train, bn_update_running, i, on->mean, on->var, NULL);
         if (!rc && ex->needs_grad[i]) {
             dnnl_batch_normalization_desc_t bd;
@@ -572,12 +594,12 @@ static int plan_bn(ond *b, int i)
             if (!rc) rc = mk_mem(b, &dshift, &cmd, g->grads + pb->offset, i);
             diff_target t;
             if (!rc) rc = diff_target_for(b, i, in, &on->md, &t);
-            dnnl_exec_arg_t bargs[9] = {{DNNL_ARG_SRC, oin->mem},      {DNNL_ARG_MEAN, on->mean},
-                                        {DNNL_ARG_VARIANCE, on->var},  {DNNL_ARG_SCALE, scale},
-                                        {DNNL_ARG_SHIFT, shift},       {DNNL_ARG_DIFF_DST, on->diff},
-                                        {DNNL_ARG_DIFF_SRC, t.dst},    {DNNL_ARG_DIFF_SCALE, dscale},
-                                        {DNNL_ARG_DIFF_SHIFT, dshift}};
-            if (!rc) rc = push_prim(b, &b->bwd, bpd, bargs, 9, i);
+            dnnl_exec_arg_t bargs[10] = {{DNNL_ARG_SRC, oin->mem},      {DNNL_ARG_MEAN, on->mean},
+                                         {DNNL_ARG_VARIANCE, on->var},  {DNNL_ARG_SCALE, scale},
+                                         {DNNL_ARG_SHIFT, shift},       {DNNL_ARG_DIFF_DST, on->diff},
+                                         {DNNL_ARG_DIFF_SRC, t.dst},    {DNNL_ARG_DIFF_SCALE, dscale},
+                                         {DNNL_ARG_DIFF_SHIFT, dshift}, {DNNL_ARG_WORKSPACE, ws}};
+            if (!rc) rc = push_prim(b, &b->bwd, bpd, bargs, ws ? 10 : 9, i);
             if (!rc) rc = finish_diff(b, i, &t);
             if (bpd) dnnl_primitive_desc_destroy(bpd);
         }
@@ -618,7 +640,18 @@ static int plan_relu(ond *b, int i)
     ond_node *on = &b->nodes[i], *oin = &b->nodes[in];
     bool training = ex->flags & NN_EXEC_TRAINING;
     on->md = oin->md;
-    CHECK_RC(mk_out(b, i));
+    if (oin->relu_fused_full) {
+        /* Batch norm did the work, forward and backward. */
+        on->mem = oin->mem;
+        on->diff = oin->diff;
+        return FERC_OK;
+    }
+    if (oin->relu_fused_fwd) {
+        on->mem = oin->mem;
+        if (ex->needs_grad[i]) CHECK_RC(mk_mem(b, &on->diff, &on->md, NULL, i));
+    } else {
+        CHECK_RC(mk_out(b, i));
+    }
     dnnl_eltwise_desc_t ed;
     TRY(dnnl_eltwise_forward_desc_init(&ed, training ? dnnl_forward_training : dnnl_forward_inference,
                                        dnnl_eltwise_relu_use_dst_for_bwd, &on->md, 0.f, 0.f),
@@ -627,9 +660,12 @@ static int plan_relu(ond *b, int i)
     CHECK_RC(pd_create(b, &fpd, &ed, false, NULL, "relu", i));
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, oin->mem}, {DNNL_ARG_DST, on->mem}};
     step s;
-    int rc = mk_step(b, &s, fpd, args, 2, i);
-    if (!rc) rc = push_step(&b->fwd_train, &s);
-    if (!rc) rc = push_step(&b->fwd_eval, &s);
+    int rc = FERC_OK;
+    if (!oin->relu_fused_fwd) {
+        rc = mk_step(b, &s, fpd, args, 2, i);
+        if (!rc) rc = push_step(&b->fwd_train, &s);
+        if (!rc) rc = push_step(&b->fwd_eval, &s);
+    }
     if (!rc && ex->needs_grad[in]) {
         dnnl_eltwise_desc_t bd;
         dnnl_status_t st = dnnl_eltwise_backward_desc_init(&bd, dnnl_eltwise_relu_use_dst_for_bwd, &on->md, &on->md, 0.f, 0.f);
@@ -905,6 +941,9 @@ out:
     return rc;
 }
 
+/* Elementwise add. When it is the last consumer of its first input, its gradient buffer IS
+ * that input's gradient (backward for the first input costs nothing; earlier consumers then
+ * add into it). A ReLU that is its only consumer becomes a post-op. */
 static int plan_add(ond *b, int i)
 {
     nn_exec *ex = b->ex;
@@ -912,11 +951,16 @@ static int plan_add(ond *b, int i)
     int a = nd->inputs[0], c = nd->inputs[1];
     ond_node *on = &b->nodes[i];
     on->md = b->nodes[a].md;
-    CHECK_RC(mk_out(b, i));
+    CHECK_RC(mk_mem(b, &on->mem, &on->md, NULL, i));
+    bool alias = ex->needs_grad[i] && a != c && ex->needs_grad[a] && ex->last_consumer[a] == i;
+    if (alias) on->diff = b->nodes[a].diff;
+    else if (ex->needs_grad[i]) CHECK_RC(mk_mem(b, &on->diff, &on->md, NULL, i));
+    bool fuse = relu_consumer(b, i) >= 0;
+    on->relu_fused_fwd = fuse;
     dnnl_binary_desc_t bd;
     TRY(dnnl_binary_desc_init(&bd, dnnl_binary_add, &b->nodes[a].md, &b->nodes[c].md, &on->md), "add setup", i);
     dnnl_primitive_desc_t pd;
-    CHECK_RC(pd_create(b, &pd, &bd, false, NULL, "add", i));
+    TRY(dnnl_primitive_desc_create(&pd, &bd, fuse ? b->attr_relu : b->attr, b->eng, NULL), "add", i);
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC_0, b->nodes[a].mem}, {DNNL_ARG_SRC_1, b->nodes[c].mem}, {DNNL_ARG_DST, on->mem}};
     step s;
     int rc = mk_step(b, &s, pd, args, 3, i);
@@ -925,12 +969,10 @@ static int plan_add(ond *b, int i)
     dnnl_primitive_desc_destroy(pd);
     for (int j = 0; j < 2 && !rc; j++) {
         int in = nd->inputs[j];
-        if (j == 1 && in == a) {
-            /* x + x: the second contribution always accumulates. */
-            if (ex->needs_grad[in]) rc = push_reorder(b, &b->bwd, on->diff, b->nodes[in].diff, true, i);
-            continue;
-        }
-        if (ex->needs_grad[in]) rc = push_reorder(b, &b->bwd, on->diff, b->nodes[in].diff, accumulates(ex, i, in), i);
+        if (!ex->needs_grad[in] || (j == 0 && alias)) continue;
+        /* x + x: the second contribution always accumulates. */
+        bool acc = (j == 1 && in == a) || accumulates(ex, i, in);
+        rc = push_reorder(b, &b->bwd, on->diff, b->nodes[in].diff, acc, i);
     }
     return rc;
 }
@@ -980,6 +1022,7 @@ static void release(nn_exec *ex)
     free(b->scratch_buf);
     if (b->attr) dnnl_primitive_attr_destroy(b->attr);
     if (b->attr_sum) dnnl_primitive_attr_destroy(b->attr_sum);
+    if (b->attr_relu) dnnl_primitive_attr_destroy(b->attr_relu);
     if (b->stream) dnnl_stream_destroy(b->stream);
     if (b->eng) dnnl_engine_destroy(b->eng);
     free(b);
@@ -1007,6 +1050,18 @@ static int plan_node(ond *b, int i)
     }
 }
 
+static int make_relu_attr(ond *b)
+{
+    dnnl_post_ops_t po;
+    if (dnnl_post_ops_create(&po) != dnnl_success) return FERC_ERR_BACKEND;
+    bool ok = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success &&
+              dnnl_primitive_attr_create(&b->attr_relu) == dnnl_success &&
+              dnnl_primitive_attr_set_post_ops(b->attr_relu, po) == dnnl_success &&
+              dnnl_primitive_attr_set_scratchpad_mode(b->attr_relu, dnnl_scratchpad_mode_user) == dnnl_success;
+    dnnl_post_ops_destroy(po);
+    return ok ? FERC_OK : FERC_ERR_BACKEND;
+}
+
 static int plan(nn_exec *ex)
 {
     ond *b = calloc(1, sizeof *b);
@@ -1030,7 +1085,8 @@ static int plan(nn_exec *ex)
         dnnl_post_ops_append_sum(po, 1.0f) != dnnl_success ||
         dnnl_primitive_attr_set_post_ops(b->attr_sum, po) != dnnl_success ||
         dnnl_primitive_attr_set_scratchpad_mode(b->attr, dnnl_scratchpad_mode_user) != dnnl_success ||
-        dnnl_primitive_attr_set_scratchpad_mode(b->attr_sum, dnnl_scratchpad_mode_user) != dnnl_success) {
+        dnnl_primitive_attr_set_scratchpad_mode(b->attr_sum, dnnl_scratchpad_mode_user) != dnnl_success ||
+        make_relu_attr(b) != FERC_OK) {
         rc = ferc_set_error(FERC_ERR_BACKEND, "oneDNN: cannot create the CPU engine");
     }
     if (po) dnnl_post_ops_destroy(po);
