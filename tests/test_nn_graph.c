@@ -211,8 +211,31 @@ static void test_dropout(void)
     nn_graph_destroy(g);
 }
 
+/* Inference plans cache constant weights; nn_exec_params_changed refreshes the cache. */
+static void test_params_changed(void)
+{
+    nn_graph *g = nn_graph_create();
+    CHECK_OK(small_net(g, 0));
+    float x[2 * 3 * 6 * 6], a[6], b[6], c[6];
+    fill(g, x, sizeof x / sizeof x[0], 3);
+    nn_exec *ex = NULL, *fresh = NULL;
+    CHECK_OK(nn_exec_create(&ex, g, NULL, 2, 3, 6, 6, 0));
+    CHECK_OK(nn_exec_forward(ex, x, false, a));
+    for (size_t i = 0; i < g->n_params; i++) g->params[i] *= 0.5f;
+    nn_exec_params_changed(ex);
+    CHECK_OK(nn_exec_forward(ex, x, false, b));
+    CHECK_OK(nn_exec_create(&fresh, g, NULL, 2, 3, 6, 6, 0));
+    CHECK_OK(nn_exec_forward(fresh, x, false, c));
+    CHECK(!memcmp(b, c, sizeof b), "a refreshed plan must equal a new plan");
+    CHECK(memcmp(a, b, sizeof a) != 0, "new weights must change the output");
+    nn_exec_destroy(ex);
+    nn_exec_destroy(fresh);
+    nn_graph_destroy(g);
+}
+
 int main(void)
 {
+    test_params_changed();
     test_builder_errors();
     test_params();
     test_exec_errors_and_determinism();

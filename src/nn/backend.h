@@ -25,6 +25,7 @@ struct nn_exec {
     int *last_consumer;         /* the consumer whose backward runs first (highest id) */
     uint64_t seed, step;        /* dropout streams */
     bool did_train_forward;
+    bool params_changed;        /* set by nn_exec_params_changed: constant-weight caches are stale */
 };
 
 struct nn_backend {

@@ -102,6 +102,8 @@ int nn_exec_backward(nn_exec *ex, const float *dout)
     return ex->backend->backward(ex, dout);
 }
 
+void nn_exec_params_changed(nn_exec *ex) { ex->params_changed = true; }
+
 void nn_exec_set_seed(nn_exec *ex, uint64_t seed, uint64_t step)
 {
     ex->seed = seed;

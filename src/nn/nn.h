@@ -172,6 +172,11 @@ int nn_exec_forward(nn_exec *ex, const float *x, bool train, float *out);
  * non-frozen parameter (overwriting). Requires NN_EXEC_TRAINING and a preceding training
  * forward pass. */
 int nn_exec_backward(nn_exec *ex, const float *dout);
+/* A plan caches the backend layout of weights that cannot change between passes (frozen
+ * parameters, or every parameter of an inference plan). Call this after writing such
+ * parameters (loading weights into g->params) while the plan exists. The optimizer changes
+ * only trainable parameters, which are never cached. */
+void nn_exec_params_changed(nn_exec *ex);
 /* Seeds dropout masks: they depend on (seed, step, node) only. */
 void nn_exec_set_seed(nn_exec *ex, uint64_t seed, uint64_t step);
 /* Reads back any node's output as float32 NCHW (for tests and feature caching). A batch norm

@@ -68,6 +68,8 @@ struct ond {
     dnnl_primitive_attr_t attr, attr_sum, attr_relu;  /* user scratchpad; + sum / relu post-op */
     ond_node *nodes;
     step_list fwd_train, fwd_eval, bwd;
+    step_list once;            /* weight reorders of constant weights; rerun after nn_exec_params_changed */
+    bool once_done;
     /* Everything to destroy. */
     dnnl_primitive_t *prims;
     int nprims, cap_prims;
@@ -465,8 +467,14 @@ static int plan_conv(ond *b, int i)
     wei = wei_user;
     if (!dnnl_memory_desc_equal(wei_md, &wei_user_md)) {
         if ((rc = mk_mem(b, &wei, wei_md, NULL, i))) goto out;
-        if ((rc = push_reorder(b, &b->fwd_train, wei_user, wei, false, i))) goto out;
-        if ((rc = push_reorder(b, &b->fwd_eval, wei_user, wei, false, i))) goto out;
+        /* Weights that cannot change between passes (frozen, or an inference plan) are
+         * reordered once, not at every forward pass. */
+        if (!training || !ex->trainable[i]) {
+            if ((rc = push_reorder(b, &b->once, wei_user, wei, false, i))) goto out;
+        } else {
+            if ((rc = push_reorder(b, &b->fwd_train, wei_user, wei, false, i))) goto out;
+            if ((rc = push_reorder(b, &b->fwd_eval, wei_user, wei, false, i))) goto out;
+        }
     }
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, on->mem}, {DNNL_ARG_BIAS, bias}};
     step s;
@@ -1018,6 +1026,7 @@ static void release(nn_exec *ex)
     free(b->fwd_train.v);
     free(b->fwd_eval.v);
     free(b->bwd.v);
+    free(b->once.v);
     free(b->tmp_buf);
     free(b->scratch_buf);
     if (b->attr) dnnl_primitive_attr_destroy(b->attr);
@@ -1125,8 +1134,8 @@ static int plan(nn_exec *ex)
     dnnl_memory_desc_init_by_tag(&smd, 1, sd, dnnl_u8, dnnl_x);
     if (dnnl_memory_create(&b->scratch_mem, &smd, b->eng, b->scratch_buf) != dnnl_success)
         return ferc_set_error(FERC_ERR_BACKEND, "oneDNN: cannot create the scratchpad");
-    step_list *lists[3] = {&b->fwd_train, &b->fwd_eval, &b->bwd};
-    for (int l = 0; l < 3; l++)
+    step_list *lists[4] = {&b->fwd_train, &b->fwd_eval, &b->bwd, &b->once};
+    for (int l = 0; l < 4; l++)
         for (int k = 0; k < lists[l]->n; k++) {
             step *s = &lists[l]->v[k];
             if (!s->prim) continue;
@@ -1168,6 +1177,11 @@ static int forward(nn_exec *ex, const float *x, bool train, float *out)
         }
     }
     memcpy(mem_ptr(b->in_user), x, (size_t)ex->n * ex->c * ex->h * ex->w * sizeof(float));
+    if (!b->once_done || ex->params_changed) {
+        CHECK_RC(run(b, &b->once));
+        b->once_done = true;
+        ex->params_changed = false;
+    }
     CHECK_RC(run(b, train ? &b->fwd_train : &b->fwd_eval));
     if (out) {
         dnnl_memory_set_data_handle(b->out_user, out);
