@@ -1,0 +1,729 @@
+/* trainer: the two-phase training loop, its run folder, and exact resume (see trainer.h). */
+#include "train/trainer.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "data/data.h"
+#include "models/models.h"
+#include "nn/nn.h"
+#include "report/plots.h"
+#include "train/metrics.h"
+
+void trainer_config_default(trainer_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->arch, sizeof c->arch, "resnet18");
+    c->img_size = 48;
+    c->batch = 64;
+    c->freeze_epochs = 0;
+    c->epochs = 30;
+    c->lr = 1e-3;
+    c->optimizer = OPTIM_ADAMW;
+    c->weight_decay = 1e-4;
+    c->momentum = 0.9;
+    c->schedule = SCHED_ONECYCLE;
+    c->warmup_epochs = 1;
+    c->val_split = 0.1;
+    c->backbone_lr_mult = 0.1;
+    c->seed = 1;
+}
+
+int trainer_recipe_seed(trainer_config *c)
+{
+    models_family fam;
+    int rc = models_arch_family(c->arch, &fam);
+    if (rc) return rc;
+    c->optimizer = OPTIM_ADAM;
+    c->weight_decay = 0.01;
+    c->schedule = SCHED_ONECYCLE;
+    c->lr = 1e-3;
+    c->clip_value = 0.01;
+    c->clip_norm = 0;
+    c->batch = 128;
+    c->epochs = 20;
+    c->freeze_epochs = 0;
+    int crop = fam == MODELS_DENSENET ? 64 : 50;
+    c->img_size = crop;
+    snprintf(c->augment, sizeof c->augment,
+             "resize(64) | randomcrop(%d,pad=4,mode=reflect) | hflip | normalize(cifar10)", crop);
+    snprintf(c->recipe, sizeof c->recipe, "seed");
+    return FERC_OK;
+}
+
+void trainer_default_augment(const trainer_config *c, char *buf, size_t size)
+{
+    int pad = c->img_size / 12 > 0 ? c->img_size / 12 : 1;
+    snprintf(buf, size, "resize(%d,%d) | randomcrop(%d,pad=%d,mode=reflect) | hflip | normalize(%s)", c->img_size,
+             c->img_size, c->img_size, pad, c->weights[0] ? "imagenet" : "cifar10");
+}
+
+/* ---- config.json ----------------------------------------------------------------------- */
+static const char *balance_name(trainer_balance b)
+{
+    return b == TRAINER_BALANCE_WEIGHTS ? "weights" : b == TRAINER_BALANCE_SAMPLER ? "sampler" : "none";
+}
+
+static int write_config(const trainer_config *c, const char *path)
+{
+    cJSON *o = cJSON_CreateObject();
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
+    cJSON_AddStringToObject(o, "ferc_version", ferc_version());
+    cJSON_AddStringToObject(o, "data", c->data_dir);
+    cJSON_AddStringToObject(o, "arch", c->arch);
+    cJSON_AddStringToObject(o, "weights", c->weights);
+    cJSON_AddStringToObject(o, "out", c->out_dir);
+    cJSON_AddStringToObject(o, "augment", c->augment);
+    cJSON_AddStringToObject(o, "split_manifest", c->split_manifest);
+    cJSON_AddStringToObject(o, "unfreeze_from", c->unfreeze_from);
+    cJSON_AddStringToObject(o, "recipe", c->recipe);
+    cJSON_AddNumberToObject(o, "img_size", c->img_size);
+    cJSON_AddNumberToObject(o, "batch", c->batch);
+    cJSON_AddNumberToObject(o, "freeze_epochs", c->freeze_epochs);
+    cJSON_AddNumberToObject(o, "epochs", c->epochs);
+    cJSON_AddNumberToObject(o, "lr", c->lr);
+    cJSON_AddStringToObject(o, "optimizer", optim_kind_name(c->optimizer));
+    cJSON_AddNumberToObject(o, "weight_decay", c->weight_decay);
+    cJSON_AddNumberToObject(o, "momentum", c->momentum);
+    cJSON_AddStringToObject(o, "schedule", sched_kind_name(c->schedule));
+    cJSON_AddNumberToObject(o, "warmup_epochs", c->warmup_epochs);
+    cJSON_AddNumberToObject(o, "clip_value", c->clip_value);
+    cJSON_AddNumberToObject(o, "clip_norm", c->clip_norm);
+    cJSON_AddNumberToObject(o, "label_smoothing", c->label_smoothing);
+    cJSON_AddNumberToObject(o, "val_split", c->val_split);
+    cJSON_AddNumberToObject(o, "backbone_lr_mult", c->backbone_lr_mult);
+    cJSON_AddStringToObject(o, "seed", seed);
+    cJSON_AddNumberToObject(o, "threads", c->threads);
+    cJSON_AddStringToObject(o, "balance", balance_name(c->balance));
+    cJSON_AddNumberToObject(o, "patience", c->patience);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!text) return ferc_set_error(FERC_ERR_NOMEM, "config.json: out of memory");
+    int rc = file_write_atomic(path, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+int trainer_config_read(const char *run_dir, trainer_config *c)
+{
+    char path[TRAINER_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/config.json", run_dir);
+    uint8_t *data;
+    size_t size;
+    int rc = file_read_all(path, &data, &size);
+    if (rc) return rc;
+    cJSON *o = cJSON_ParseWithLength((const char *)data, size);
+    free(data);
+    if (!o) return ferc_set_error(FERC_ERR_FORMAT, "%s: not JSON", path);
+    trainer_config_default(c);
+#define STR(key, dst) do { const char *s_ = cJSON_GetStringValue(cJSON_GetObjectItem(o, key)); \
+        if (s_) snprintf(dst, sizeof dst, "%s", s_); } while (0)
+#define NUM(key, dst) do { cJSON *n_ = cJSON_GetObjectItem(o, key); \
+        if (cJSON_IsNumber(n_)) dst = n_->valuedouble; } while (0)
+    STR("data", c->data_dir);
+    STR("arch", c->arch);
+    STR("weights", c->weights);
+    STR("out", c->out_dir);
+    STR("augment", c->augment);
+    STR("split_manifest", c->split_manifest);
+    STR("unfreeze_from", c->unfreeze_from);
+    STR("recipe", c->recipe);
+    double v;
+    v = c->img_size; NUM("img_size", v); c->img_size = (int)v;
+    v = c->batch; NUM("batch", v); c->batch = (int)v;
+    v = c->freeze_epochs; NUM("freeze_epochs", v); c->freeze_epochs = (int)v;
+    v = c->epochs; NUM("epochs", v); c->epochs = (int)v;
+    v = c->threads; NUM("threads", v); c->threads = (int)v;
+    v = c->patience; NUM("patience", v); c->patience = (int)v;
+    NUM("lr", c->lr);
+    NUM("weight_decay", c->weight_decay);
+    NUM("momentum", c->momentum);
+    NUM("warmup_epochs", c->warmup_epochs);
+    NUM("clip_value", c->clip_value);
+    NUM("clip_norm", c->clip_norm);
+    NUM("label_smoothing", c->label_smoothing);
+    NUM("val_split", c->val_split);
+    NUM("backbone_lr_mult", c->backbone_lr_mult);
+#undef STR
+#undef NUM
+    const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(o, "optimizer"));
+    if (s) rc = optim_kind_parse(s, &c->optimizer);
+    s = cJSON_GetStringValue(cJSON_GetObjectItem(o, "schedule"));
+    if (s && !rc) rc = sched_kind_parse(s, &c->schedule);
+    s = cJSON_GetStringValue(cJSON_GetObjectItem(o, "seed"));
+    if (s) c->seed = strtoull(s, NULL, 10);
+    s = cJSON_GetStringValue(cJSON_GetObjectItem(o, "balance"));
+    c->balance = s && !strcmp(s, "weights") ? TRAINER_BALANCE_WEIGHTS
+               : s && !strcmp(s, "sampler") ? TRAINER_BALANCE_SAMPLER : TRAINER_BALANCE_NONE;
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* ---- the run --------------------------------------------------------------------------- */
+typedef struct run {
+    trainer_config cfg;
+    const trainer_callbacks *cb;
+    data_index ix;
+    bool ix_open;
+    data_cache *cache;
+    uint8_t *split;
+    uint32_t *train_idx, *val_idx;
+    size_t n_train, n_val;
+    data_transform *tf_train, *tf_val;
+    data_loader *Ltrain, *Lval;
+    float *class_w;
+    nn_graph *g;
+    nn_exec *ex;
+    optim *opt;
+    sched sch;
+    int K, S, B, steps_per_epoch;
+    float *logits, *dlogits, *xpad;
+    trainer_epoch *hist;
+    int nhist;
+    models_meta meta;
+    int steps_this_call;
+} run;
+
+static void run_free(run *r)
+{
+    nn_exec_destroy(r->ex);
+    optim_destroy(r->opt);
+    nn_graph_destroy(r->g);
+    data_loader_destroy(r->Ltrain);
+    data_loader_destroy(r->Lval);
+    data_transform_destroy(r->tf_train);
+    data_transform_destroy(r->tf_val);
+    data_cache_destroy(r->cache);
+    if (r->ix_open) data_index_free(&r->ix);
+    free(r->split);
+    free(r->train_idx);
+    free(r->val_idx);
+    free(r->class_w);
+    free(r->logits);
+    free(r->dlogits);
+    free(r->xpad);
+    free(r->hist);
+    models_meta_free(&r->meta);
+}
+
+static void out_path(const run *r, char *buf, size_t size, const char *name)
+{
+    snprintf(buf, size, "%s/%s", r->cfg.out_dir, name);
+}
+
+static void message(const run *r, const char *fmt, ...) FERC_PRINTF(2, 3);
+static void message(const run *r, const char *fmt, ...)
+{
+    if (!r->cb || !r->cb->on_message) return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    r->cb->on_message(r->cb->ud, buf);
+}
+
+/* Index, cache, split (new, from a manifest, or the run's own split.csv), transforms, loaders. */
+static int setup_data(run *r, const char *split_csv_to_read)
+{
+    trainer_config *c = &r->cfg;
+    int rc = data_index_open(&r->ix, c->data_dir, NULL);
+    if (rc) return rc;
+    r->ix_open = true;
+    data_bad_files bad;
+    data_cache_opts co = {(size_t)16 << 30, c->threads > 0 ? c->threads : 2, 0};
+    rc = data_cache_load(&r->cache, &r->ix, &co, &bad);
+    if (rc) return rc;
+    if (bad.count) message(r, "skipped %zu undecodable files (first: %s)", bad.count, bad.first[0]);
+    data_bad_files_free(&bad);
+    r->K = r->ix.n_classes;
+    r->split = malloc(r->ix.n ? r->ix.n : 1);
+    if (!r->split) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    if (split_csv_to_read && split_csv_to_read[0])
+        rc = data_manifest_read(split_csv_to_read, &r->ix, r->split);
+    else
+        rc = data_split_stratified(&r->ix, c->val_split, c->seed, r->split);
+    if (rc) return rc;
+    if ((rc = data_split_indices(r->split, r->ix.n, DATA_SPLIT_TRAIN, &r->train_idx, &r->n_train))) return rc;
+    if ((rc = data_split_indices(r->split, r->ix.n, DATA_SPLIT_VAL, &r->val_idx, &r->n_val))) return rc;
+    if (r->n_val == 0) return ferc_set_error(FERC_ERR_INVALID, "the split has no validation samples (use --val-split > 0)");
+    if (r->n_train < (size_t)c->batch)
+        return ferc_set_error(FERC_ERR_INVALID, "%zu training samples, fewer than one batch of %d", r->n_train, c->batch);
+
+    if (!c->augment[0]) trainer_default_augment(c, c->augment, sizeof c->augment);
+    if ((rc = data_transform_parse(&r->tf_train, c->augment))) return ferc_wrap_error(rc, "--augment");
+    image first;
+    data_cache_get(r->cache, r->train_idx[0], &first);
+    int ow, oh;
+    data_transform_out_size(r->tf_train, first.width, first.height, &ow, &oh);
+    if (ow != oh) return ferc_set_error(FERC_ERR_INVALID, "the augmentation gives %dx%d images; ferc trains on squares", ow, oh);
+    r->S = c->img_size = ow;
+    float mean[3], std[3];
+    data_transform_norm(r->tf_train, mean, std);
+    char spec[256];
+    snprintf(spec, sizeof spec, "resize(%d,%d) | normalize(mean=%.9g/%.9g/%.9g,std=%.9g/%.9g/%.9g)", r->S, r->S,
+             mean[0], mean[1], mean[2], std[0], std[1], std[2]);
+    if ((rc = data_transform_parse(&r->tf_val, spec))) return rc;
+
+    r->B = c->batch;
+    data_loader_opts lo = {r->B, c->seed, 1, 1, 1, 0, DATA_SAMPLE_PLAIN};
+    if (c->balance == TRAINER_BALANCE_SAMPLER) lo.sampling = DATA_SAMPLE_BALANCED;
+    if ((rc = data_loader_create(&r->Ltrain, r->cache, r->train_idx, r->n_train, r->tf_train, &lo))) return rc;
+    data_loader_opts vo = {r->B, c->seed, 0, 0, 1, 0, DATA_SAMPLE_PLAIN};
+    if ((rc = data_loader_create(&r->Lval, r->cache, r->val_idx, r->n_val, r->tf_val, &vo))) return rc;
+    r->steps_per_epoch = (int)data_loader_batches_per_epoch(r->Ltrain);
+    if (c->balance == TRAINER_BALANCE_WEIGHTS) {
+        r->class_w = malloc(sizeof(float) * r->K);
+        if (!r->class_w) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+        if ((rc = data_class_weights(&r->ix, r->train_idx, r->n_train, r->class_w))) return rc;
+    }
+    size_t xin = (size_t)r->B * 3 * r->S * r->S;
+    r->logits = malloc(sizeof(float) * r->B * r->K);
+    r->dlogits = malloc(sizeof(float) * r->B * r->K);
+    r->xpad = calloc(xin, sizeof(float));
+    if (!r->logits || !r->dlogits || !r->xpad) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+
+    models_meta_init(&r->meta, c->arch, r->K);
+    rc = models_meta_set_classes(&r->meta, (const char *const *)r->ix.display_names, r->K);
+    r->meta.img_size = r->S;
+    r->meta.channels = 3;
+    for (int i = 0; i < 3; i++) r->meta.mean[i] = mean[i], r->meta.std[i] = std[i];
+    return rc;
+}
+
+/* Copies every tensor of src into dst whose name and size agree, except the head's. */
+static void copy_backbone(nn_graph *dst, const nn_graph *src, const char *head)
+{
+    size_t hl = strlen(head);
+    for (int i = 0; i < dst->nparams; i++) {
+        const nn_param *p = &dst->param_table[i];
+        if (!strncmp(p->name, head, hl) && p->name[hl] == '.') continue;
+        int j = nn_find_param(src, p->name);
+        if (j < 0 || src->param_table[j].count != p->count) continue;
+        const nn_param *q = &src->param_table[j];
+        if (p->kind == NN_BUFFER_NUM_BATCHES)
+            dst->batches_tracked[p->offset] = src->batches_tracked[q->offset];
+        else
+            memcpy(nn_param_data(dst, p), nn_param_data(src, q), p->count * sizeof(float));
+    }
+}
+
+static int build_model(run *r)
+{
+    trainer_config *c = &r->cfg;
+    int rc = models_build(&r->g, c->arch, r->K, c->seed);
+    if (rc || !c->weights[0]) return rc;
+    nn_graph *src;
+    models_meta sm;
+    if ((rc = models_load(c->weights, &src, &sm))) return ferc_wrap_error(rc, "--weights");
+    if (strcmp(sm.arch, c->arch))
+        rc = ferc_set_error(FERC_ERR_INVALID, "--weights %s holds a %s, not a %s", c->weights, sm.arch, c->arch);
+    else
+        copy_backbone(r->g, src, models_head_name(c->arch));
+    nn_graph_destroy(src);
+    models_meta_free(&sm);
+    if (!rc) rc = models_reinit_head(r->g, c->arch, c->seed);
+    return rc;
+}
+
+/* Freezing, a new execution plan, a fresh optimizer and the phase's schedule. */
+static int begin_phase(run *r, int phase)
+{
+    trainer_config *c = &r->cfg;
+    const char *head = models_head_name(c->arch);
+    int rc = models_freeze_before(r->g, c->arch, phase == 1 ? head : c->unfreeze_from);
+    if (rc) return rc;
+    nn_exec_destroy(r->ex);
+    r->ex = NULL;
+    optim_destroy(r->opt);
+    r->opt = NULL;
+    if ((rc = nn_exec_create(&r->ex, r->g, NULL, r->B, 3, r->S, r->S, NN_EXEC_TRAINING))) return rc;
+    optim_range *ranges = calloc((size_t)r->g->nparams, sizeof *ranges);
+    if (!ranges) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    int nr = 0;
+    size_t hl = strlen(head);
+    for (int i = 0; i < r->g->nparams; i++) {
+        const nn_param *p = &r->g->param_table[i];
+        if (!nn_param_trainable_kind(p->kind)) continue;
+        bool is_head = !strncmp(p->name, head, hl) && p->name[hl] == '.';
+        ranges[nr++] = (optim_range){p->name, p->offset, p->count, is_head ? 0 : 1, p->frozen};
+    }
+    optim_group groups[2] = {{1.0, false, 0}, {phase == 2 ? c->backbone_lr_mult : 1.0, false, 0}};
+    optim_config oc = optim_config_default(c->optimizer);
+    oc.weight_decay = c->weight_decay;
+    if (c->optimizer == OPTIM_SGD) oc.momentum = c->momentum;
+    rc = optim_create(&r->opt, &oc, groups, 2, ranges, nr, r->g->n_params);
+    free(ranges);
+    if (rc) return rc;
+    int64_t total = (int64_t)(phase == 1 ? c->freeze_epochs : c->epochs) * r->steps_per_epoch;
+    if (total < 1) total = 1;
+    switch (c->schedule) {
+    case SCHED_CONSTANT: r->sch = sched_constant(c->lr); break;
+    case SCHED_STEP: r->sch = sched_step(c->lr, total / 3 > 0 ? total / 3 : 1, 0.1); break;
+    case SCHED_COSINE: {
+        int64_t w = (int64_t)(c->warmup_epochs * r->steps_per_epoch);
+        if (w >= total) w = total - 1;
+        r->sch = sched_cosine(c->lr, w, total, 0);
+        break;
+    }
+    default: r->sch = sched_onecycle(c->lr, total); break;
+    }
+    return sched_validate(&r->sch);
+}
+
+/* Eval-mode pass over the validation split; m may be NULL. */
+static int validate(run *r, double *loss, double *acc, metrics *m)
+{
+    int rc = data_loader_start_epoch(r->Lval, 0);
+    double lsum = 0, correct = 0, seen = 0;
+    data_batch b;
+    size_t per = (size_t)3 * r->S * r->S;
+    while (!rc && (rc = data_loader_next(r->Lval, &b)) > 0) {
+        rc = 0;
+        memcpy(r->xpad, b.x, per * b.n * sizeof(float));
+        if (b.n < r->B) memset(r->xpad + per * b.n, 0, per * (r->B - b.n) * sizeof(float));
+        if ((rc = nn_exec_forward(r->ex, r->xpad, false, r->logits))) break;
+        float l;
+        if ((rc = nn_softmax_cross_entropy(r->logits, b.y, b.n, r->K, 0, NULL, &l, NULL, NULL))) break;
+        lsum += (double)l * b.n;
+        for (int i = 0; i < b.n; i++) correct += metrics_argmax(r->logits + (size_t)i * r->K, r->K) == b.y[i];
+        seen += b.n;
+        if (m) metrics_add_scores(m, r->logits, b.y, b.n);
+    }
+    if (rc < 0) return rc;
+    *loss = seen ? lsum / seen : NAN;
+    *acc = seen ? correct / seen : NAN;
+    return FERC_OK;
+}
+
+static int write_metrics(run *r)
+{
+    size_t cap = (size_t)r->nhist * 320 + 1, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < r->nhist; i++) {
+        const trainer_epoch *e = &r->hist[i];
+        len += (size_t)snprintf(buf + len, cap - len,
+                                "{\"phase\":\"%s\",\"epoch\":%d,\"train_loss\":%.9g,\"train_acc\":%.9g,\"val_loss\":%.9g,"
+                                "\"val_acc\":%.9g,\"lr\":%.9g,\"seconds\":%.4f,\"images_per_s\":%.2f}\n",
+                                e->phase == 1 ? "frozen" : "finetune", e->epoch, e->train_loss, e->train_acc, e->val_loss,
+                                e->val_acc, e->lr, e->seconds, e->images_per_s);
+    }
+    char path[TRAINER_PATH_MAX + 32];
+    out_path(r, path, sizeof path, "metrics.jsonl");
+    int rc = file_write_atomic(path, buf, len);
+    free(buf);
+    if (!rc && r->nhist) {
+        out_path(r, path, sizeof path, "curves.png");
+        rc = report_curves_png(path, r->hist, r->nhist);
+    }
+    return rc;
+}
+
+/* Reads the first `keep` lines of metrics.jsonl back (resume). */
+static int read_metrics(run *r, int keep)
+{
+    char path[TRAINER_PATH_MAX + 32];
+    out_path(r, path, sizeof path, "metrics.jsonl");
+    r->hist = calloc((size_t)(r->cfg.freeze_epochs + r->cfg.epochs + 1), sizeof *r->hist);
+    if (!r->hist) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    r->nhist = 0;
+    if (keep == 0) return FERC_OK;
+    uint8_t *data;
+    size_t size;
+    int rc = file_read_all(path, &data, &size);
+    if (rc) return rc;
+    char *line = (char *)data, *end = (char *)data + size;
+    while (line < end && r->nhist < keep) {
+        char *nl = memchr(line, '\n', (size_t)(end - line));
+        if (!nl) nl = end;
+        cJSON *o = cJSON_ParseWithLength(line, (size_t)(nl - line));
+        if (o) {
+            trainer_epoch *e = &r->hist[r->nhist++];
+            const char *ph = cJSON_GetStringValue(cJSON_GetObjectItem(o, "phase"));
+            e->phase = ph && !strcmp(ph, "frozen") ? 1 : 2;
+#define GET(k) (cJSON_IsNumber(cJSON_GetObjectItem(o, k)) ? cJSON_GetObjectItem(o, k)->valuedouble : NAN)
+            e->epoch = (int)GET("epoch");
+            e->train_loss = GET("train_loss");
+            e->train_acc = GET("train_acc");
+            e->val_loss = GET("val_loss");
+            e->val_acc = GET("val_acc");
+            e->lr = GET("lr");
+            e->seconds = GET("seconds");
+            e->images_per_s = GET("images_per_s");
+#undef GET
+            cJSON_Delete(o);
+        }
+        line = nl + 1;
+    }
+    free(data);
+    if (r->nhist != keep) return ferc_set_error(FERC_ERR_FORMAT, "%s: %d epochs, the checkpoint says %d", path, r->nhist, keep);
+    return FERC_OK;
+}
+
+static int save_best(run *r, const trainer_state *st)
+{
+    char training[1024], path[TRAINER_PATH_MAX + 32];
+    snprintf(training, sizeof training,
+             "{\"epoch\":%d,\"val_acc\":%.6f,\"seed\":%llu,\"batch\":%d,\"lr\":%g,\"optimizer\":\"%s\",\"schedule\":\"%s\","
+             "\"freeze_epochs\":%d,\"epochs\":%d,\"weights\":\"%s\",\"ferc_version\":\"%s\"}",
+             st->best_epoch, st->best_val_acc, (unsigned long long)r->cfg.seed, r->cfg.batch, r->cfg.lr,
+             optim_kind_name(r->cfg.optimizer), sched_kind_name(r->cfg.schedule), r->cfg.freeze_epochs, r->cfg.epochs,
+             r->cfg.weights[0] ? "yes" : "no", ferc_version());
+    free(r->meta.training_json);
+    r->meta.training_json = strdup(training);
+    out_path(r, path, sizeof path, "best.safetensors");
+    return models_save(path, r->g, &r->meta, ST_F32);
+}
+
+static int save_last(run *r, const trainer_state *st)
+{
+    char path[TRAINER_PATH_MAX + 32];
+    out_path(r, path, sizeof path, "last.safetensors");
+    return checkpoint_save(path, r->g, r->opt, st);
+}
+
+/* The best model on the validation split: confusion.png and summary.json. */
+static int finish(run *r, const trainer_state *st, trainer_result *res)
+{
+    char path[TRAINER_PATH_MAX + 32];
+    out_path(r, path, sizeof path, "best.safetensors");
+    nn_graph *best;
+    models_meta bm;
+    int rc = models_load(path, &best, &bm);
+    if (rc) return rc;
+    copy_backbone(r->g, best, "");
+    const char *head = models_head_name(r->cfg.arch);
+    for (int i = 0; i < r->g->nparams; i++) { /* the head too */
+        const nn_param *p = &r->g->param_table[i];
+        if (strncmp(p->name, head, strlen(head))) continue;
+        int j = nn_find_param(best, p->name);
+        if (j >= 0) memcpy(nn_param_data(r->g, p), nn_param_data(best, &best->param_table[j]), p->count * sizeof(float));
+    }
+    nn_graph_destroy(best);
+    models_meta_free(&bm);
+    metrics m;
+    if ((rc = metrics_init(&m, r->K))) return rc;
+    double loss, acc;
+    rc = validate(r, &loss, &acc, &m);
+    metrics_finalize(&m);
+    out_path(r, path, sizeof path, "confusion.png");
+    if (!rc) rc = report_confusion_png(path, m.confusion, r->K, (const char *const *)r->ix.display_names);
+    char *json = NULL;
+    if (!rc) rc = metrics_to_json(&m, (const char *const *)r->ix.display_names, &json);
+    if (!rc) {
+        size_t n = strlen(json) + 512;
+        char *text = malloc(n);
+        if (!text) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+        else {
+            int len = snprintf(text, n, "{\"best_epoch\":%d,\"best_val_acc\":%.6f,\"epochs_done\":%d,\"seconds\":%.1f,"
+                                        "\"early_stopped\":%s,\"val\":%s}\n",
+                               st->best_epoch, st->best_val_acc, st->epochs_done, st->elapsed,
+                               res->early_stopped ? "true" : "false", json);
+            out_path(r, path, sizeof path, "summary.json");
+            rc = file_write_atomic(path, text, (size_t)len);
+            free(text);
+        }
+    }
+    free(json);
+    metrics_free(&m);
+    return rc;
+}
+
+static bool stop_requested(const run *r)
+{
+    if (r->cfg.stop && *r->cfg.stop) return true;
+    return r->cfg.max_steps > 0 && r->steps_this_call >= r->cfg.max_steps;
+}
+
+static int train_loop(run *r, trainer_state *st, trainer_result *res)
+{
+    trainer_config *c = &r->cfg;
+    int F = c->freeze_epochs, E = c->epochs, total_epochs = F + E;
+    data_batch b;
+    int rc = FERC_OK;
+    for (;;) {
+        if (st->phase == 1 && st->epoch >= F) {
+            st->phase = 2;
+            st->phase_step = 0;
+            st->bad_epochs = 0;
+            if (E > 0 && (rc = begin_phase(r, 2))) return rc;
+        }
+        if (st->epoch >= total_epochs) break;
+        int epoch = st->epoch;
+        if ((rc = data_loader_start_epoch(r->Ltrain, epoch))) return rc;
+        for (int i = 0; i < st->step_in_epoch; i++) /* mid-epoch resume: same batches, skipped */
+            if ((rc = data_loader_next(r->Ltrain, &b)) <= 0) return rc < 0 ? rc : ferc_set_error(FERC_ERR_FORMAT, "resume: epoch shorter than the checkpoint");
+        double lr = sched_lr(&r->sch, st->phase_step > 0 ? st->phase_step - 1 : 0);
+        for (;;) {
+            if ((rc = data_loader_next(r->Ltrain, &b)) < 0) return rc;
+            if (rc == 0) break;
+            double t0 = time_now();
+            nn_exec_set_seed(r->ex, c->seed + (uint64_t)st->phase, (uint64_t)st->phase_step);
+            if ((rc = nn_exec_forward(r->ex, b.x, true, r->logits))) return rc;
+            float loss;
+            if ((rc = nn_softmax_cross_entropy(r->logits, b.y, b.n, r->K, (float)c->label_smoothing, r->class_w, &loss,
+                                               r->dlogits, NULL)))
+                return rc;
+            if ((rc = nn_exec_backward(r->ex, r->dlogits))) return rc;
+            if (c->clip_value > 0) optim_clip_grad_value(r->opt, r->g->grads, (float)c->clip_value);
+            if (c->clip_norm > 0) optim_clip_grad_norm(r->opt, r->g->grads, (float)c->clip_norm, NULL);
+            lr = sched_lr(&r->sch, st->phase_step);
+            if ((rc = optim_step_sched(r->opt, r->g->params, r->g->grads, &r->sch, st->phase_step))) return rc;
+            if (!isfinite(loss)) return ferc_set_error(FERC_ERR_INVALID, "the loss became %g at epoch %d step %d (lower --lr?)", loss, epoch + 1, st->step_in_epoch + 1);
+            st->phase_step++;
+            st->step_in_epoch++;
+            r->steps_this_call++;
+            st->loss_sum += (double)loss * b.n;
+            for (int i = 0; i < b.n; i++) st->correct += metrics_argmax(r->logits + (size_t)i * r->K, r->K) == b.y[i];
+            st->seen += b.n;
+            st->epoch_seconds += time_now() - t0;
+            if (r->cb && r->cb->on_step) {
+                double per_step = st->epoch_seconds / st->step_in_epoch;
+                trainer_progress p = {st->phase, epoch + 1, total_epochs, st->step_in_epoch, r->steps_per_epoch,
+                                      st->loss_sum / st->seen, st->correct / st->seen,
+                                      st->seen / (st->epoch_seconds > 0 ? st->epoch_seconds : 1e-9),
+                                      per_step * (r->steps_per_epoch - st->step_in_epoch), lr};
+                r->cb->on_step(r->cb->ud, &p);
+            }
+            if (stop_requested(r)) {
+                if ((rc = save_last(r, st))) return rc;
+                return ferc_set_error(FERC_ERR_INTERRUPTED, "interrupted at epoch %d step %d; continue with --resume %s",
+                                      epoch + 1, st->step_in_epoch, c->out_dir);
+            }
+        }
+        double train_seconds = st->epoch_seconds, t0 = time_now();
+        trainer_epoch e = {st->phase, epoch + 1, st->loss_sum / st->seen, st->correct / st->seen, 0, 0, lr, 0, 0, false};
+        if ((rc = validate(r, &e.val_loss, &e.val_acc, NULL))) return rc;
+        e.seconds = train_seconds + (time_now() - t0);
+        e.images_per_s = st->seen / (train_seconds > 0 ? train_seconds : 1e-9);
+        st->elapsed += e.seconds;
+        if (e.val_acc > st->best_val_acc) {
+            st->best_val_acc = e.val_acc;
+            st->best_epoch = epoch + 1;
+            st->bad_epochs = 0;
+            e.best = true;
+            if ((rc = save_best(r, st))) return rc;
+        } else {
+            st->bad_epochs++;
+        }
+        r->hist[r->nhist++] = e;
+        st->epochs_done = r->nhist;
+        if ((rc = write_metrics(r))) return rc;
+        if (r->cb && r->cb->on_epoch) r->cb->on_epoch(r->cb->ud, &e);
+        st->epoch++;
+        st->step_in_epoch = 0;
+        st->loss_sum = st->correct = st->seen = st->epoch_seconds = 0;
+        if (c->patience > 0 && st->bad_epochs >= c->patience) {
+            int phase_end = st->phase == 1 ? F : total_epochs;
+            if (st->epoch < phase_end) {
+                message(r, "early stop: no better validation accuracy for %d epochs (phase %d)", c->patience, st->phase);
+                res->early_stopped = true;
+                st->epoch = phase_end;
+            }
+        }
+        if ((rc = save_last(r, st))) return rc;
+        if (stop_requested(r))
+            return ferc_set_error(FERC_ERR_INTERRUPTED, "interrupted after epoch %d; continue with --resume %s", epoch + 1,
+                                  c->out_dir);
+    }
+    res->epochs_done = st->epochs_done;
+    res->best_epoch = st->best_epoch;
+    res->best_val_acc = st->best_val_acc;
+    res->seconds = st->elapsed;
+    return finish(r, st, res);
+}
+
+static int validate_config(const trainer_config *c)
+{
+    if (!c->data_dir[0]) return ferc_set_error(FERC_ERR_INVALID, "no data folder");
+    if (!c->out_dir[0]) return ferc_set_error(FERC_ERR_INVALID, "no output folder");
+    if (!models_arch_known(c->arch)) return models_arch_family(c->arch, &(models_family){0});
+    if (c->batch < 1 || c->img_size < 8 || c->freeze_epochs < 0 || c->epochs < 0 || c->freeze_epochs + c->epochs < 1)
+        return ferc_set_error(FERC_ERR_INVALID, "need batch >= 1, img_size >= 8 and at least one epoch");
+    if (!(c->lr > 0) || c->weight_decay < 0 || c->clip_value < 0 || c->clip_norm < 0 || c->label_smoothing < 0 ||
+        c->label_smoothing >= 1 || c->val_split < 0 || c->val_split >= 1 || c->backbone_lr_mult < 0)
+        return ferc_set_error(FERC_ERR_INVALID, "bad numeric option (lr > 0, 0 <= label smoothing < 1, 0 <= val split < 1, ...)");
+    return FERC_OK;
+}
+
+static void result_init(trainer_result *res)
+{
+    memset(res, 0, sizeof *res);
+}
+
+int trainer_run(const trainer_config *cfg, const trainer_callbacks *cb, trainer_result *res)
+{
+    trainer_result dummy;
+    if (!res) res = &dummy;
+    result_init(res);
+    int rc = validate_config(cfg);
+    if (rc) return rc;
+    run r;
+    memset(&r, 0, sizeof r);
+    r.cfg = *cfg;
+    r.cb = cb;
+    if (r.cfg.threads > 0) omp_set_num_threads(r.cfg.threads);
+    char path[TRAINER_PATH_MAX + 32];
+    if ((rc = file_mkdirs(r.cfg.out_dir))) goto out;
+    if ((rc = setup_data(&r, r.cfg.split_manifest))) goto out;
+    out_path(&r, path, sizeof path, "config.json");
+    if ((rc = write_config(&r.cfg, path))) goto out;
+    out_path(&r, path, sizeof path, "split.csv");
+    if ((rc = data_manifest_write(path, &r.ix, r.split))) goto out;
+    if ((rc = build_model(&r))) goto out;
+    if ((rc = read_metrics(&r, 0))) goto out;
+    trainer_state st = {0};
+    st.phase = r.cfg.freeze_epochs > 0 ? 1 : 2;
+    st.best_val_acc = -1;
+    st.seed = r.cfg.seed;
+    if ((rc = begin_phase(&r, st.phase))) goto out;
+    rc = train_loop(&r, &st, res);
+out:
+    run_free(&r);
+    return rc;
+}
+
+int trainer_resume(const char *run_dir, const trainer_config *ov, const trainer_callbacks *cb, trainer_result *res)
+{
+    trainer_result dummy;
+    if (!res) res = &dummy;
+    result_init(res);
+    run r;
+    memset(&r, 0, sizeof r);
+    r.cb = cb;
+    int rc = trainer_config_read(run_dir, &r.cfg);
+    if (rc) return rc;
+    snprintf(r.cfg.out_dir, sizeof r.cfg.out_dir, "%s", run_dir);
+    if (ov) {
+        r.cfg.stop = ov->stop;
+        r.cfg.max_steps = ov->max_steps;
+        if (ov->threads > 0) r.cfg.threads = ov->threads;
+    }
+    if (r.cfg.threads > 0) omp_set_num_threads(r.cfg.threads);
+    char path[TRAINER_PATH_MAX + 32], ckpt[TRAINER_PATH_MAX + 32];
+    trainer_state st;
+    out_path(&r, ckpt, sizeof ckpt, "last.safetensors");
+    if ((rc = checkpoint_read_state(ckpt, &st))) goto out;
+    out_path(&r, path, sizeof path, "split.csv");
+    if ((rc = setup_data(&r, path))) goto out;
+    if ((rc = models_create(&r.g, r.cfg.arch, r.K))) goto out;
+    if ((rc = read_metrics(&r, st.epochs_done))) goto out;
+    if (st.phase == 2 && r.cfg.epochs == 0) {
+        rc = ferc_set_error(FERC_ERR_FORMAT, "%s: phase 2 checkpoint for a run without phase 2", ckpt);
+        goto out;
+    }
+    if ((rc = begin_phase(&r, st.phase))) goto out;
+    if ((rc = checkpoint_load(ckpt, r.g, r.opt, &st))) goto out;
+    rc = train_loop(&r, &st, res);
+out:
+    run_free(&r);
+    return rc;
+}

@@ -1,0 +1,234 @@
+/* trainer: on tiny generated images (3 classes: dark, bright, bright-top), resnet18 at 12x12.
+ *   - loss decreases and validation accuracy is clearly above chance; the run folder is complete
+ *   - phase 1 (frozen backbone) changes only the head
+ *   - a run stopped mid-epoch and resumed ends with the same weights and metrics as an
+ *     uninterrupted one
+ *   - a run killed (SIGKILL) at an arbitrary moment leaves only complete files behind */
+#include <dirent.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "ferc.h"
+#include "image/image.h"
+#include "io/safetensors.h"
+#include "models/models.h"
+#include "testutil.h"
+#include "train/trainer.h"
+
+static char root[256];
+
+static void make_data(void)
+{
+    const char *classes[3] = {"Dark", "Bright", "Top"};
+    rng r;
+    rng_seed(&r, 7);
+    char path[512];
+    for (int c = 0; c < 3; c++) {
+        snprintf(path, sizeof path, "%s/data/%s", root, classes[c]);
+        file_mkdirs(path);
+        for (int i = 0; i < 20; i++) {
+            image img;
+            image_alloc(&img, 12, 12, 3);
+            for (int y = 0; y < 12; y++)
+                for (int x = 0; x < 12; x++)
+                    for (int ch = 0; ch < 3; ch++) {
+                        int base = c == 0 ? 40 : c == 1 ? 210 : (y < 6 ? 220 : 30);
+                        int v = base + (int)rng_below(&r, 40) - 20;
+                        img.data[y * img.stride + x * 3 + ch] = (uint8_t)v;
+                    }
+            snprintf(path, sizeof path, "%s/data/%s/%02d.png", root, classes[c], i);
+            image_save(&img, path, 90);
+            image_free(&img);
+        }
+    }
+}
+
+static void base_config(trainer_config *c, const char *name)
+{
+    trainer_config_default(c);
+    snprintf(c->data_dir, sizeof c->data_dir, "%s/data", root);
+    snprintf(c->out_dir, sizeof c->out_dir, "%s/%s", root, name);
+    snprintf(c->arch, sizeof c->arch, "resnet18");
+    snprintf(c->augment, sizeof c->augment, "randomcrop(12,pad=1,mode=reflect) | hflip | normalize(cifar10)");
+    c->img_size = 12;
+    c->batch = 8;
+    c->val_split = 0.25;    /* 45 train (5 steps of 8), 15 val */
+    c->freeze_epochs = 4;
+    c->epochs = 1;
+    c->lr = 1e-2;
+    c->optimizer = OPTIM_ADAM;
+    c->schedule = SCHED_CONSTANT;
+    c->seed = 5;
+    c->threads = 2;
+}
+
+static st_file *open_st(const char *dir, const char *name, st_file *f)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int rc = st_read(f, path);
+    CHECK(rc == 0, "%s: %s", path, ferc_last_error());
+    return rc ? NULL : f;
+}
+
+static int count_metrics_lines(const char *dir, double *first_loss, double *last_loss, double *last_val)
+{
+    char path[512], line[1024];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return 0;
+    int n = 0;
+    while (fgets(line, sizeof line, fp)) {
+        const char *p = strstr(line, "\"train_loss\":"), *q = strstr(line, "\"val_acc\":");
+        if (!p || !q) continue;
+        double l = atof(p + 13);
+        if (n == 0) *first_loss = l;
+        *last_loss = l;
+        *last_val = atof(q + 10);
+        n++;
+    }
+    fclose(fp);
+    return n;
+}
+
+/* A child trains; the parent kills it with SIGKILL after `ms`, then every .safetensors left
+ * must read back and no temporary file may remain outside the *.tmp.* names. */
+static void test_kill(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        trainer_config c;
+        base_config(&c, "killed");
+        c.freeze_epochs = 0;
+        c.epochs = 50;
+        _exit(trainer_run(&c, NULL, NULL) ? 1 : 0);
+    }
+    nanosleep(&(struct timespec){2, 500000000}, NULL);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/killed", root);
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    int complete = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l > 12 && !strcmp(e->d_name + l - 12, ".safetensors")) {
+            st_file f;
+            if (open_st(dir, e->d_name, &f)) st_close(&f), complete++;
+        }
+    }
+    if (d) closedir(d);
+    printf("kill test: %d complete safetensors files after SIGKILL\n", complete);
+}
+
+int main(void)
+{
+    snprintf(root, sizeof root, "/tmp/ferc_test_train_XXXXXX");
+    if (!mkdtemp(root)) return test_skip("no temporary folder");
+    make_data();
+    test_kill(); /* before this process starts OpenMP, so that fork is safe */
+
+    /* 1. Learning, run folder. */
+    trainer_config c;
+    base_config(&c, "plain");
+    trainer_result res;
+    double t0 = time_now();
+    CHECK_OK(trainer_run(&c, NULL, &res));
+    printf("plain run: 5 epochs in %.2f s, best epoch %d val acc %.3f\n", time_now() - t0, res.best_epoch, res.best_val_acc);
+    double l0 = 0, l1 = 0, va = 0;
+    CHECK(count_metrics_lines(c.out_dir, &l0, &l1, &va) == 5);
+    CHECK(l1 < l0, "train loss %g -> %g", l0, l1);
+    CHECK(res.best_val_acc >= 0.8, "val acc %g (chance 0.33)", res.best_val_acc);
+    const char *files[] = {"config.json", "split.csv", "metrics.jsonl", "best.safetensors", "last.safetensors",
+                           "curves.png", "confusion.png", "summary.json"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", c.out_dir, files[i]);
+        CHECK(file_exists(p), "%s missing", p);
+    }
+    nn_graph *gb;
+    models_meta mb;
+    char p[512];
+    snprintf(p, sizeof p, "%s/best.safetensors", c.out_dir);
+    CHECK_OK(models_load(p, &gb, &mb));
+    if (gb) {
+        CHECK(mb.num_classes == 3 && mb.img_size == 12 && mb.class_names && !strcmp(mb.class_names[0], "Bright"));
+        nn_graph_destroy(gb);
+        models_meta_free(&mb);
+    }
+
+    /* 2. Phase 1 changes only the head. */
+    base_config(&c, "frozen");
+    c.epochs = 0;
+    CHECK_OK(trainer_run(&c, NULL, &res));
+    nn_graph *g0;
+    CHECK_OK(models_build(&g0, "resnet18", 3, c.seed));
+    nn_graph *g1 = NULL;
+    snprintf(p, sizeof p, "%s/last.safetensors", c.out_dir);
+    CHECK_OK(models_create(&g1, "resnet18", 3));
+    trainer_state st;
+    CHECK_OK(checkpoint_load(p, g1, NULL, &st));
+    int same_backbone = 1, head_changed = 0;
+    for (int i = 0; i < g0->nparams; i++) {
+        const nn_param *q = &g0->param_table[i];
+        if (q->kind == NN_BUFFER_NUM_BATCHES) {
+            same_backbone &= g0->batches_tracked[q->offset] == g1->batches_tracked[q->offset];
+            continue;
+        }
+        int differs = memcmp(nn_param_data(g0, q), nn_param_data(g1, &g1->param_table[i]), q->count * sizeof(float)) != 0;
+        if (!strncmp(q->name, "fc.", 3)) head_changed |= differs;
+        else if (differs) same_backbone = 0, fprintf(stderr, "frozen %s changed\n", q->name);
+    }
+    CHECK(same_backbone, "backbone (params, running stats, batch counts) changed in phase 1");
+    CHECK(head_changed, "the head did not train");
+    nn_graph_destroy(g0);
+    nn_graph_destroy(g1);
+
+    /* 3. Resume mid-epoch (step 7 = epoch 2, step 2 of 5) equals uninterrupted (run "plain"). */
+    base_config(&c, "resumed");
+    c.max_steps = 7;
+    CHECK(trainer_run(&c, NULL, &res) == FERC_ERR_INTERRUPTED, "%s", ferc_last_error());
+    CHECK_OK(checkpoint_read_state((snprintf(p, sizeof p, "%s/last.safetensors", c.out_dir), p), &st));
+    CHECK(st.epoch == 1 && st.step_in_epoch == 2, "stopped at epoch %d step %d", st.epoch, st.step_in_epoch);
+    trainer_config ov;
+    trainer_config_default(&ov);
+    ov.max_steps = 14; /* stops again in phase 2 (epoch 5, step 1), then finishes */
+    CHECK(trainer_resume(c.out_dir, &ov, NULL, &res) == FERC_ERR_INTERRUPTED, "%s", ferc_last_error());
+    CHECK_OK(trainer_resume(c.out_dir, NULL, NULL, &res));
+    st_file fa, fbb;
+    char plain[512];
+    snprintf(plain, sizeof plain, "%s/plain", root);
+    if (open_st(plain, "last.safetensors", &fa)) {
+        if (open_st(c.out_dir, "last.safetensors", &fbb)) {
+            int tensors = 0, equal = 0;
+            for (int i = 0; i < fa.count; i++) {
+                const st_tensor *t = st_find(&fbb, fa.tensors[i].name);
+                tensors++;
+                if (t && t->nbytes == fa.tensors[i].nbytes && !memcmp(t->data, fa.tensors[i].data, t->nbytes)) equal++;
+                else if (tensors - equal < 4) fprintf(stderr, "differs: %s\n", fa.tensors[i].name);
+            }
+            CHECK(tensors > 100 && equal == tensors, "%d of %d tensors bitwise equal after resume", equal, tensors);
+            st_close(&fbb);
+        }
+        st_close(&fa);
+    }
+    double r0 = 0, r1 = 0, rv = 0;
+    CHECK(count_metrics_lines(c.out_dir, &r0, &r1, &rv) == 5);
+    CHECK(r0 == l0 && r1 == l1 && rv == va, "metrics differ: %g %g %g vs %g %g %g", r0, r1, rv, l0, l1, va);
+
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (getenv("KEEP")) return test_finish("train");
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", root);
+    return test_finish("train");
+}
