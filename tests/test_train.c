@@ -176,7 +176,7 @@ int main(void)
     nn_graph *g1 = NULL;
     snprintf(p, sizeof p, "%s/last.safetensors", c.out_dir);
     CHECK_OK(models_create(&g1, "resnet18", 3));
-    trainer_state st;
+    trainer_state st, st_unused;
     CHECK_OK(checkpoint_load(p, g1, NULL, &st));
     int same_backbone = 1, head_changed = 0;
     for (int i = 0; i < g0->nparams; i++) {
@@ -193,6 +193,36 @@ int main(void)
     CHECK(head_changed, "the head did not train");
     nn_graph_destroy(g0);
     nn_graph_destroy(g1);
+
+    /* 2b. --cache-features: with augmentation off, training the head on cached backbone
+     * features gives the head weights of a normal phase 1 (same batches, same optimizer). */
+    trainer_config cc[2];
+    for (int k = 0; k < 2; k++) {
+        base_config(&cc[k], k ? "cached" : "uncached");
+        snprintf(cc[k].augment, sizeof cc[k].augment, "normalize(cifar10)");
+        cc[k].epochs = 0;
+        cc[k].freeze_epochs = 3;
+        cc[k].cache_features = k == 1;
+        CHECK_OK(trainer_run(&cc[k], NULL, &res));
+    }
+    nn_graph *hc[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s/last.safetensors", cc[k].out_dir);
+        CHECK_OK(models_create(&hc[k], "resnet18", 3));
+        CHECK_OK(checkpoint_load(p, hc[k], NULL, &st_unused));
+    }
+    if (hc[0] && hc[1]) {
+        for (int k = 0; k < 2; k++) {
+            const char *nm = k ? "fc.bias" : "fc.weight";
+            const nn_param *a = &hc[0]->param_table[nn_find_param(hc[0], nm)];
+            const nn_param *b = &hc[1]->param_table[nn_find_param(hc[1], nm)];
+            char label[64];
+            snprintf(label, sizeof label, "cached vs uncached head %s", nm);
+            check_close(label, nn_param_data(hc[1], b), nn_param_data(hc[0], a), a->count, 1e-4);
+        }
+    }
+    nn_graph_destroy(hc[0]);
+    nn_graph_destroy(hc[1]);
 
     /* 3. Resume mid-epoch (step 7 = epoch 2, step 2 of 5) equals uninterrupted (run "plain"). */
     base_config(&c, "resumed");

@@ -48,7 +48,10 @@ static void usage(FILE *f)
             "  --balance MODE          none|weights|sampler (default none)\n"
             "  --patience N            early stopping per phase, in epochs (default 0 = off)\n"
             "  --unfreeze-from STAGE   phase 2 trains from this stage on (default: everything)\n"
-            "  --backbone-lr-mult F    phase 2 backbone lr factor (default 0.1)\n"
+            "  --backbone-lr-mult F    phase 2 backbone lr factor, with --weights or\n"
+            "                          --freeze-epochs (default 0.1; else 1)\n"
+            "  --cache-features        phase 1 without augmentation: compute the frozen backbone's\n"
+            "                          features once and train the head on them (default off)\n"
             "  --recipe seed|default   seed: the original notebook (adam, wd 0.01, onecycle 1e-3, clip\n"
             "                          value 0.01, batch 128, 20 epochs, resize 64 + crop 64/50); later\n"
             "                          options override it. default: the defaults above\n"
@@ -125,8 +128,10 @@ int cmd_train(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--quiet")) { u.quiet = 1; continue; }
         if (!strcmp(a, "--json")) { u.json = 1; continue; }
-        if (!strcmp(a, "--cache-features"))
-            return cli_usage_error("train", "--cache-features is not implemented yet");
+        if (!strcmp(a, "--cache-features")) {
+            c.cache_features = true;
+            continue;
+        }
         if (a[0] != '-' || a[1] != '-') return cli_usage_error("train", "unexpected argument %s", a);
         if (!v) return cli_usage_error("train", "%s needs a value", a);
         i++;

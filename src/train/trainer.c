@@ -49,6 +49,7 @@ int trainer_recipe_seed(trainer_config *c)
     c->batch = 128;
     c->epochs = 20;
     c->freeze_epochs = 0;
+    c->backbone_lr_mult = 1.0; /* the notebook trained every layer at one lr */
     int crop = fam == MODELS_DENSENET ? 64 : 50;
     c->img_size = crop;
     snprintf(c->augment, sizeof c->augment,
@@ -99,6 +100,7 @@ static int write_config(const trainer_config *c, const char *path)
     cJSON_AddNumberToObject(o, "label_smoothing", c->label_smoothing);
     cJSON_AddNumberToObject(o, "val_split", c->val_split);
     cJSON_AddNumberToObject(o, "backbone_lr_mult", c->backbone_lr_mult);
+    cJSON_AddBoolToObject(o, "cache_features", c->cache_features);
     cJSON_AddStringToObject(o, "seed", seed);
     cJSON_AddNumberToObject(o, "threads", c->threads);
     cJSON_AddStringToObject(o, "balance", balance_name(c->balance));
@@ -151,6 +153,7 @@ int trainer_config_read(const char *run_dir, trainer_config *c)
     NUM("label_smoothing", c->label_smoothing);
     NUM("val_split", c->val_split);
     NUM("backbone_lr_mult", c->backbone_lr_mult);
+    c->cache_features = cJSON_IsTrue(cJSON_GetObjectItem(o, "cache_features"));
 #undef STR
 #undef NUM
     const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(o, "optimizer"));
@@ -189,10 +192,23 @@ typedef struct run {
     int nhist;
     models_meta meta;
     int steps_this_call;
+    /* --cache-features (phase 1): the backbone's output for every sample, computed once, and a
+     * graph of the head alone that trains on it. */
+    float *feat;                 /* (ix.n, D) */
+    int feat_dim, feat_node, head_node;
+    nn_graph *hg;
+    nn_exec *hex;
+    data_loader *Lplain;         /* the training split without augmentation, same order */
+    float *fx;                   /* (B, D) gathered batch */
 } run;
 
 static void run_free(run *r)
 {
+    nn_exec_destroy(r->hex);
+    nn_graph_destroy(r->hg);
+    data_loader_destroy(r->Lplain);
+    free(r->feat);
+    free(r->fx);
     nn_exec_destroy(r->ex);
     optim_destroy(r->opt);
     nn_graph_destroy(r->g);
@@ -355,7 +371,10 @@ static int begin_phase(run *r, int phase)
         bool is_head = !strncmp(p->name, head, hl) && p->name[hl] == '.';
         ranges[nr++] = (optim_range){p->name, p->offset, p->count, is_head ? 0 : 1, p->frozen};
     }
-    optim_group groups[2] = {{1.0, false, 0}, {phase == 2 ? c->backbone_lr_mult : 1.0, false, 0}};
+    /* A lower lr for the backbone protects what it learned before phase 2 (pretrained weights
+     * or a frozen phase); a network trained from scratch in one phase uses one lr. */
+    double backbone = phase == 2 && (c->weights[0] || c->freeze_epochs > 0) ? c->backbone_lr_mult : 1.0;
+    optim_group groups[2] = {{1.0, false, 0}, {backbone, false, 0}};
     optim_config oc = optim_config_default(c->optimizer);
     oc.weight_decay = c->weight_decay;
     if (c->optimizer == OPTIM_SGD) oc.momentum = c->momentum;
@@ -543,6 +562,106 @@ static bool stop_requested(const run *r)
     return r->cfg.max_steps > 0 && r->steps_this_call >= r->cfg.max_steps;
 }
 
+#define CHECK_TRY(expr)        \
+    do {                       \
+        int rc_ = (expr);      \
+        if (rc_) return rc_;   \
+    } while (0)
+
+/* ---- --cache-features ----------------------------------------------------------------------
+ * In phase 1 the backbone is frozen and runs in evaluation mode, so without augmentation its
+ * output for a sample never changes: compute it once for every training sample, then train
+ * the head alone on it. The head graph has the same parameter names as the model's head; its
+ * parameters are copied in before and its gradients out after each step, so the optimizer,
+ * checkpoints and resume work on the model's flat buffers exactly as without the cache. */
+
+static int head_param_pair(const run *r, int hp, int *mp)
+{
+    *mp = nn_find_param(r->g, r->hg->param_table[hp].name);
+    if (*mp < 0) return ferc_set_error(FERC_ERR_INVALID, "feature cache: the model has no '%s'", r->hg->param_table[hp].name);
+    return FERC_OK;
+}
+
+static int features_prepare(run *r)
+{
+    if (r->feat) return FERC_OK;
+    const char *head = models_head_name(r->cfg.arch);
+    r->head_node = -1;
+    for (int i = 0; i < r->g->nnodes; i++)
+        if (r->g->nodes[i].op == NN_OP_LINEAR && !strcmp(r->g->nodes[i].name, head)) r->head_node = i;
+    if (r->head_node < 0) return ferc_set_error(FERC_ERR_INVALID, "feature cache: no head '%s' in %s", head, r->cfg.arch);
+    r->feat_node = r->g->nodes[r->head_node].inputs[0];
+    r->feat_dim = r->g->nodes[r->feat_node].channels;
+    size_t D = (size_t)r->feat_dim;
+    r->feat = calloc(r->ix.n * D, sizeof(float));
+    r->fx = malloc((size_t)r->B * D * sizeof(float));
+    if (!r->feat || !r->fx) return ferc_set_error(FERC_ERR_NOMEM, "out of memory for the feature cache");
+
+    /* One evaluation pass over the training split, without augmentation. */
+    data_loader_opts po = {r->B, r->cfg.seed, 0, 0, 1, 0, DATA_SAMPLE_PLAIN};
+    data_loader *L = NULL;
+    nn_exec *ex = NULL;
+    int rc = data_loader_create(&L, r->cache, r->train_idx, r->n_train, r->tf_val, &po);
+    if (!rc) rc = nn_exec_create(&ex, r->g, NULL, r->B, 3, r->S, r->S, 0);
+    float *f = rc ? NULL : malloc((size_t)r->B * D * sizeof(float));
+    if (!rc && !f) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    if (!rc) rc = data_loader_start_epoch(L, 0);
+    data_batch b;
+    size_t per = (size_t)3 * r->S * r->S;
+    while (!rc && (rc = data_loader_next(L, &b)) > 0) {
+        const float *x = b.x;
+        if (b.n < r->B) { /* pad the last batch; eval mode makes samples independent */
+            memset(r->xpad, 0, (size_t)r->B * per * sizeof(float));
+            memcpy(r->xpad, b.x, (size_t)b.n * per * sizeof(float));
+            x = r->xpad;
+        }
+        if ((rc = nn_exec_forward(ex, x, false, NULL))) break;
+        if ((rc = nn_exec_node_output(ex, r->feat_node, f, (size_t)r->B * D))) break;
+        for (int i = 0; i < b.n; i++) memcpy(r->feat + (size_t)b.index[i] * D, f + (size_t)i * D, D * sizeof(float));
+        rc = 0;
+    }
+    free(f);
+    nn_exec_destroy(ex);
+    data_loader_destroy(L);
+    if (rc < 0) return rc;
+
+    /* The head alone: (D, 1, 1) -> flatten -> linear, named like the model's head. */
+    r->hg = nn_graph_create();
+    if (!r->hg) return FERC_ERR_NOMEM;
+    int x = nn_input(r->hg, r->feat_dim);
+    nn_linear(r->hg, head, nn_flatten(r->hg, x), r->K);
+    if ((rc = nn_graph_finalize(r->hg))) return rc;
+    if ((rc = nn_exec_create(&r->hex, r->hg, NULL, r->B, r->feat_dim, 1, 1, NN_EXEC_TRAINING))) return rc;
+    data_loader_opts lo = {r->B, r->cfg.seed, 1, 1, 1, 0, DATA_SAMPLE_PLAIN};
+    if (r->cfg.balance == TRAINER_BALANCE_SAMPLER) lo.sampling = DATA_SAMPLE_BALANCED;
+    return data_loader_create(&r->Lplain, r->cache, r->train_idx, r->n_train, r->tf_val, &lo);
+}
+
+/* One phase-1 step on cached features: logits into r->logits, gradients of the head into
+ * r->g->grads (the frozen backbone's stay zero). */
+static int cached_step(run *r, const data_batch *b, float *loss)
+{
+    size_t D = (size_t)r->feat_dim;
+    for (int i = 0; i < b->n; i++) memcpy(r->fx + (size_t)i * D, r->feat + (size_t)b->index[i] * D, D * sizeof(float));
+    for (int hp = 0; hp < r->hg->nparams; hp++) {
+        int mp;
+        CHECK_TRY(head_param_pair(r, hp, &mp));
+        memcpy(nn_param_data(r->hg, &r->hg->param_table[hp]), nn_param_data(r->g, &r->g->param_table[mp]),
+               r->hg->param_table[hp].count * sizeof(float));
+    }
+    CHECK_TRY(nn_exec_forward(r->hex, r->fx, true, r->logits));
+    CHECK_TRY(nn_softmax_cross_entropy(r->logits, b->y, b->n, r->K, (float)r->cfg.label_smoothing, r->class_w, loss,
+                                       r->dlogits, NULL));
+    CHECK_TRY(nn_exec_backward(r->hex, r->dlogits));
+    for (int hp = 0; hp < r->hg->nparams; hp++) {
+        int mp;
+        CHECK_TRY(head_param_pair(r, hp, &mp));
+        memcpy(r->g->grads + r->g->param_table[mp].offset, r->hg->grads + r->hg->param_table[hp].offset,
+               r->hg->param_table[hp].count * sizeof(float));
+    }
+    return FERC_OK;
+}
+
 static int train_loop(run *r, trainer_state *st, trainer_result *res)
 {
     trainer_config *c = &r->cfg;
@@ -558,21 +677,28 @@ static int train_loop(run *r, trainer_state *st, trainer_result *res)
         }
         if (st->epoch >= total_epochs) break;
         int epoch = st->epoch;
-        if ((rc = data_loader_start_epoch(r->Ltrain, epoch))) return rc;
+        bool cached = st->phase == 1 && c->cache_features;
+        if (cached && (rc = features_prepare(r))) return rc;
+        data_loader *L = cached ? r->Lplain : r->Ltrain;
+        if ((rc = data_loader_start_epoch(L, epoch))) return rc;
         for (int i = 0; i < st->step_in_epoch; i++) /* mid-epoch resume: same batches, skipped */
-            if ((rc = data_loader_next(r->Ltrain, &b)) <= 0) return rc < 0 ? rc : ferc_set_error(FERC_ERR_FORMAT, "resume: epoch shorter than the checkpoint");
+            if ((rc = data_loader_next(L, &b)) <= 0) return rc < 0 ? rc : ferc_set_error(FERC_ERR_FORMAT, "resume: epoch shorter than the checkpoint");
         double lr = sched_lr(&r->sch, st->phase_step > 0 ? st->phase_step - 1 : 0);
         for (;;) {
-            if ((rc = data_loader_next(r->Ltrain, &b)) < 0) return rc;
+            if ((rc = data_loader_next(L, &b)) < 0) return rc;
             if (rc == 0) break;
             double t0 = time_now();
-            nn_exec_set_seed(r->ex, c->seed + (uint64_t)st->phase, (uint64_t)st->phase_step);
-            if ((rc = nn_exec_forward(r->ex, b.x, true, r->logits))) return rc;
             float loss;
-            if ((rc = nn_softmax_cross_entropy(r->logits, b.y, b.n, r->K, (float)c->label_smoothing, r->class_w, &loss,
-                                               r->dlogits, NULL)))
-                return rc;
-            if ((rc = nn_exec_backward(r->ex, r->dlogits))) return rc;
+            if (cached) {
+                if ((rc = cached_step(r, &b, &loss))) return rc;
+            } else {
+                nn_exec_set_seed(r->ex, c->seed + (uint64_t)st->phase, (uint64_t)st->phase_step);
+                if ((rc = nn_exec_forward(r->ex, b.x, true, r->logits))) return rc;
+                if ((rc = nn_softmax_cross_entropy(r->logits, b.y, b.n, r->K, (float)c->label_smoothing, r->class_w,
+                                                   &loss, r->dlogits, NULL)))
+                    return rc;
+                if ((rc = nn_exec_backward(r->ex, r->dlogits))) return rc;
+            }
             if (c->clip_value > 0) optim_clip_grad_value(r->opt, r->g->grads, (float)c->clip_value);
             if (c->clip_norm > 0) optim_clip_grad_norm(r->opt, r->g->grads, (float)c->clip_norm, NULL);
             lr = sched_lr(&r->sch, st->phase_step);

@@ -71,6 +71,7 @@ typedef struct trainer_config {
     trainer_balance balance;
     int patience;                       /* 0 = no early stopping */
     int max_steps;                      /* tests: request a stop after this many steps in total (0 = none) */
+    bool cache_features;                /* phase 1: no augmentation, backbone features computed once */
     volatile sig_atomic_t *stop;        /* may be NULL */
 } trainer_config;
 
