@@ -1,0 +1,250 @@
+/* face/recognize: detection + batched classification of the faces of a frame (see recognize.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "face/recognize.h"
+#include "models/classify.h"
+
+#define RECOG_MAX_PLANS 12 /* batch sizes 1 .. 2^11 */
+
+struct face_recognizer {
+    face_cascade *fc;
+    face_recog_params p;
+    nn_graph *g;
+    models_meta meta;
+    char **names;              /* class names (the file's, or "0", "1", ...) */
+    nn_exec *plans[RECOG_MAX_PLANS]; /* plans[i] for batch 1 << i, built on first use */
+    int nplans;
+    float *x;                  /* (max_batch, 3, S, S) input buffer */
+    float *out;                /* (max_batch, K) */
+    uint8_t *gray, *small;     /* detection buffers, reused between frames */
+    size_t gray_cap, small_cap;
+};
+
+void face_recog_params_default(face_recog_params *p)
+{
+    face_detect_params_default(&p->detect);
+    p->detect_scale = 1.0;
+    p->margin = 0.1f;
+    p->max_batch = 16;
+}
+
+void face_recognizer_destroy(face_recognizer *r)
+{
+    if (!r) return;
+    for (int i = 0; i < RECOG_MAX_PLANS; i++) nn_exec_destroy(r->plans[i]);
+    if (r->names)
+        for (int i = 0; i < r->meta.num_classes; i++) free(r->names[i]);
+    free(r->names);
+    free(r->x);
+    free(r->out);
+    free(r->gray);
+    free(r->small);
+    nn_graph_destroy(r->g);
+    models_meta_free(&r->meta);
+    face_cascade_destroy(r->fc);
+    free(r);
+}
+
+int face_recognizer_create(face_recognizer **out, const char *model_path, const char *cascade_path,
+                           const face_recog_params *p)
+{
+    *out = NULL;
+    face_recog_params def;
+    if (!p) face_recog_params_default(&def), p = &def;
+    if (!(p->detect_scale > 0 && p->detect_scale <= 1))
+        return ferc_set_error(FERC_ERR_INVALID, "detection scale must be in (0, 1] (got %g)", p->detect_scale);
+    if (!(p->margin >= 0 && p->margin <= 2))
+        return ferc_set_error(FERC_ERR_INVALID, "face margin must be in [0, 2] (got %g)", (double)p->margin);
+    if (p->max_batch < 1 || p->max_batch > (1 << (RECOG_MAX_PLANS - 1)))
+        return ferc_set_error(FERC_ERR_INVALID, "max batch must be in [1, %d] (got %d)", 1 << (RECOG_MAX_PLANS - 1), p->max_batch);
+    face_recognizer *r = calloc(1, sizeof *r);
+    if (!r) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    r->p = *p;
+    int nb = 1;
+    while (nb < p->max_batch) nb *= 2;
+    r->p.max_batch = nb;
+    for (r->nplans = 1; (1 << (r->nplans - 1)) < nb; r->nplans++) {}
+    int rc = models_load(model_path, &r->g, &r->meta);
+    if (!rc && r->meta.channels != 3)
+        rc = ferc_set_error(FERC_ERR_UNSUPPORTED, "%s: %d input channels; ferc's networks take 3", model_path, r->meta.channels);
+    if (!rc && (rc = nn_graph_infer_shapes(r->g, 1, 3, r->meta.img_size, r->meta.img_size)))
+        ferc_wrap_error(rc, "%s (input size %d)", model_path, r->meta.img_size);
+    const int k = r->meta.num_classes, s = r->meta.img_size;
+    if (!rc) {
+        r->names = calloc((size_t)k, sizeof *r->names);
+        r->x = calloc((size_t)nb * 3 * s * s, sizeof(float));
+        r->out = malloc((size_t)nb * k * sizeof(float));
+        if (!r->names || !r->x || !r->out) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; !rc && i < k; i++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", i);
+        r->names[i] = strdup(r->meta.class_names ? r->meta.class_names[i] : num);
+        if (!r->names[i]) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    }
+    if (!rc) rc = face_cascade_load(&r->fc, cascade_path);
+    if (rc) {
+        face_recognizer_destroy(r);
+        return rc;
+    }
+    *out = r;
+    return FERC_OK;
+}
+
+const models_meta *face_recognizer_meta(const face_recognizer *r) { return &r->meta; }
+int face_recognizer_num_classes(const face_recognizer *r) { return r->meta.num_classes; }
+
+const char *face_recognizer_class_name(const face_recognizer *r, int i)
+{
+    return i >= 0 && i < r->meta.num_classes ? r->names[i] : NULL;
+}
+
+int face_argmax(const float *v, int k)
+{
+    int best = 0;
+    for (int j = 1; j < k; j++)
+        if (v[j] > v[best]) best = j;
+    return best;
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap) return FERC_OK;
+    uint8_t *nb = realloc(*buf, need);
+    if (!nb) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    *buf = nb;
+    *cap = need;
+    return FERC_OK;
+}
+
+int face_recognizer_detect(face_recognizer *r, const image *img, face_box **boxes, int *n)
+{
+    *boxes = NULL;
+    *n = 0;
+    if (!img || !img->data || img->width <= 0 || img->height <= 0)
+        return ferc_set_error(FERC_ERR_INVALID, "detect: empty image");
+    const int w = img->width, h = img->height;
+    int rc;
+    const uint8_t *gray;
+    size_t gstride;
+    if (img->channels == 1) {
+        gray = img->data;
+        gstride = img->stride;
+    } else if (img->channels == 3 || img->channels == 4) {
+        if ((rc = grow(&r->gray, &r->gray_cap, (size_t)w * h))) return rc;
+        face_rgb_to_gray(img->data, img->stride, img->channels, w, h, r->gray, (size_t)w);
+        gray = r->gray;
+        gstride = (size_t)w;
+    } else {
+        return ferc_set_error(FERC_ERR_UNSUPPORTED, "detect: %d-channel images are not supported", img->channels);
+    }
+    face_detect_params dp = r->p.detect;
+    const double sc = r->p.detect_scale;
+    int dw = w, dh = h;
+    if (sc < 1) {
+        dw = (int)lround(w * sc);
+        dh = (int)lround(h * sc);
+        if (dw < 1) dw = 1;
+        if (dh < 1) dh = 1;
+        if ((rc = grow(&r->small, &r->small_cap, (size_t)dw * dh))) return rc;
+        if ((rc = face_resize_gray(gray, w, h, gstride, r->small, dw, dh, (size_t)dw))) return rc;
+        gray = r->small;
+        gstride = (size_t)dw;
+        dp.min_w = (int)lround(dp.min_w * sc);
+        dp.min_h = (int)lround(dp.min_h * sc);
+        dp.max_w = (int)lround(dp.max_w * sc);
+        dp.max_h = (int)lround(dp.max_h * sc);
+    }
+    if ((rc = face_detect(r->fc, gray, dw, dh, gstride, &dp, boxes, n))) return rc;
+    if (sc < 1) {
+        const double fx = (double)w / dw, fy = (double)h / dh;
+        for (int i = 0; i < *n; i++) {
+            face_box *b = &(*boxes)[i];
+            int x0 = (int)lround(b->x * fx), y0 = (int)lround(b->y * fy);
+            int x1 = (int)lround((b->x + b->w) * fx), y1 = (int)lround((b->y + b->h) * fy);
+            if (x1 > w) x1 = w;
+            if (y1 > h) y1 = h;
+            *b = (face_box){x0, y0, x1 - x0, y1 - y0};
+        }
+    }
+    return FERC_OK;
+}
+
+int face_recognizer_crop(const face_recognizer *r, const image *img, const face_box *box, image *dst)
+{
+    memset(dst, 0, sizeof *dst);
+    if (box->w <= 0 || box->h <= 0) return ferc_set_error(FERC_ERR_INVALID, "crop: empty box %dx%d", box->w, box->h);
+    const int mx = (int)lround(box->w * (double)r->p.margin), my = (int)lround(box->h * (double)r->p.margin);
+    image crop;
+    int rc = image_crop(&crop, img, box->x - mx, box->y - my, box->w + 2 * mx, box->h + 2 * my);
+    if (rc) return rc;
+    if (crop.channels == 1) {
+        *dst = crop;
+        return FERC_OK;
+    }
+    rc = image_to_gray(dst, &crop);
+    image_free(&crop);
+    return rc;
+}
+
+/* The plan for batch 1 << i, built on first use. */
+static int plan(face_recognizer *r, int i, nn_exec **ex)
+{
+    if (!r->plans[i]) {
+        const int s = r->meta.img_size;
+        int rc = nn_exec_create(&r->plans[i], r->g, NULL, 1 << i, 3, s, s, 0);
+        if (rc) return ferc_wrap_error(rc, "planning a batch of %d faces", 1 << i);
+    }
+    *ex = r->plans[i];
+    return FERC_OK;
+}
+
+int face_recognizer_classify(face_recognizer *r, const image *img, const face_box *boxes, int n, float *logits,
+                             float *probs)
+{
+    const int k = r->meta.num_classes, s = r->meta.img_size;
+    const size_t per = (size_t)3 * s * s;
+    for (int start = 0; start < n; start += r->p.max_batch) {
+        const int m = n - start < r->p.max_batch ? n - start : r->p.max_batch;
+        int pi = 0;
+        while ((1 << pi) < m) pi++;
+        const int padded = 1 << pi;
+        int rc;
+        for (int i = 0; i < m; i++) {
+            image crop;
+            if ((rc = face_recognizer_crop(r, img, &boxes[start + i], &crop))) return rc;
+            rc = classify_preprocess(&r->meta, &crop, r->x + (size_t)i * per);
+            image_free(&crop);
+            if (rc) return rc;
+        }
+        memset(r->x + (size_t)m * per, 0, (size_t)(padded - m) * per * sizeof(float));
+        nn_exec *ex = NULL;
+        if ((rc = plan(r, pi, &ex))) return rc;
+        if ((rc = nn_exec_forward(ex, r->x, false, r->out))) return rc;
+        if (logits) memcpy(logits + (size_t)start * k, r->out, (size_t)m * k * sizeof(float));
+        if (probs) classifier_softmax(r->out, m, k, probs + (size_t)start * k);
+    }
+    return FERC_OK;
+}
+
+int face_recognize(face_recognizer *r, const image *img, face_box **boxes, int *n, float **logits, float **probs)
+{
+    *logits = *probs = NULL;
+    int rc = face_recognizer_detect(r, img, boxes, n);
+    if (rc || !*n) return rc;
+    const size_t sz = (size_t)*n * r->meta.num_classes * sizeof(float);
+    *logits = malloc(sz);
+    *probs = malloc(sz);
+    if (!*logits || !*probs) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    if (!rc) rc = face_recognizer_classify(r, img, *boxes, *n, *logits, *probs);
+    if (rc) {
+        free(*boxes), free(*logits), free(*probs);
+        *boxes = NULL, *logits = *probs = NULL;
+        *n = 0;
+    }
+    return rc;
+}

@@ -1,0 +1,70 @@
+/* face/recognize: the recognition pipeline for one image or video frame:
+ *
+ *     RGB frame -> gray (OpenCV's conversion) -> optional downscale -> cascade detection
+ *       -> boxes in frame pixels -> crop with a margin (zero outside the frame) -> gray (PIL's
+ *       "L", as the FER training images) -> resize to the model's img_size and normalize with
+ *       the model file's mean/std (models/classify's preprocessing) -> ONE forward pass for all
+ *       faces of the frame -> logits and softmax probabilities.
+ *
+ * Batching: execution plans are built lazily for batch sizes 1, 2, 4, 8 ... max_batch and kept,
+ * so a frame with n faces runs on the smallest plan >= n, padded with zeros (more than
+ * max_batch faces go through in several passes). Planning is paid once per size class, and a
+ * frame with one face does not pay for sixteen.
+ *
+ * Usage:
+ *     face_recognizer *r;
+ *     face_recog_params p;
+ *     face_recog_params_default(&p);
+ *     if (face_recognizer_create(&r, "model.safetensors", NULL, &p)) fail(ferc_last_error());
+ *     face_box *boxes; float *logits, *probs; int n;
+ *     face_recognize(r, &rgb, &boxes, &n, &logits, &probs);   // (n, K) each; caller frees all three
+ *     face_recognizer_destroy(r);
+ *
+ * A recognizer is used by one thread at a time.
+ */
+#ifndef FERC_FACE_RECOGNIZE_H
+#define FERC_FACE_RECOGNIZE_H
+
+#include "face/cascade.h"
+#include "image/image.h"
+#include "models/models.h"
+
+typedef struct face_recog_params {
+    face_detect_params detect; /* detectMultiScale parameters, in pixels of the frame (min/max
+                                  sizes are scaled with detect_scale internally) */
+    double detect_scale;       /* (0, 1]: detection runs on the frame resized by this factor and
+                                  boxes are scaled back; 1 = full resolution (OpenCV parity) */
+    float margin;              /* added to each side of a box, as a fraction of its side */
+    int max_batch;             /* largest planned batch (rounded up to a power of two) */
+} face_recog_params;
+
+/* OpenCV's detection defaults at full resolution, margin 0.1, max_batch 16. */
+void face_recog_params_default(face_recog_params *p);
+
+typedef struct face_recognizer face_recognizer;
+
+/* Loads the model file and the cascade (NULL: FACE_CASCADE_DEFAULT_PATH). */
+int face_recognizer_create(face_recognizer **out, const char *model_path, const char *cascade_path,
+                           const face_recog_params *p);
+void face_recognizer_destroy(face_recognizer *r);
+const models_meta *face_recognizer_meta(const face_recognizer *r);
+/* Class name of label i ("0", "1", ... when the file names none); NULL when out of range. */
+const char *face_recognizer_class_name(const face_recognizer *r, int i);
+int face_recognizer_num_classes(const face_recognizer *r);
+
+/* Detects faces in an RGB (or gray) image; boxes in its pixels, malloc'ed (NULL when none). */
+int face_recognizer_detect(face_recognizer *r, const image *img, face_box **boxes, int *n);
+/* Classifies the n boxes of img (any box, also partly outside the image) in one batch.
+ * logits and probs are (n, K); either may be NULL. n = 0 does nothing. */
+int face_recognizer_classify(face_recognizer *r, const image *img, const face_box *boxes, int n, float *logits,
+                             float *probs);
+/* The crop that face_recognizer_classify feeds the network for a box: the box grown by the
+ * margin, gray, at the crop's own size (before the resize to img_size). dst is allocated. */
+int face_recognizer_crop(const face_recognizer *r, const image *img, const face_box *box, image *dst);
+/* Detect, then classify: *boxes, *logits, *probs malloc'ed ((n, K); NULL when n is 0). */
+int face_recognize(face_recognizer *r, const image *img, face_box **boxes, int *n, float **logits, float **probs);
+
+/* Index of the largest of k values. */
+int face_argmax(const float *v, int k);
+
+#endif
