@@ -1,9 +1,16 @@
-/* ferc predict: classifies the expression in images.
+/* ferc predict: classifies the expression of the faces in photos.
  *
- * Structure: each input image yields a list of regions to classify (today, with --no-detect,
- * the whole image; the faces issue adds a detector that yields one crop per face); all regions
- * of a chunk of images go through the network in one batch; then each image's results are
- * printed, as JSON or as text. */
+ * Two modes:
+ *   - with detection (the default): each image goes through face/recognize: cascade detection,
+ *     a crop with a margin per face, gray, resized and normalized as the model file says, and
+ *     all faces of the image in one forward pass. Output per image: its size and per face the
+ *     box, the label with its confidence, all class probabilities and the logits; --annotate
+ *     writes a copy with each box and a filled label box drawn on it.
+ *   - --no-detect: each whole image is one region (pre-cropped faces such as FER images); all
+ *     regions of a chunk of images go through the network in one batch.
+ * With detection, an image that cannot be read is reported on stderr naming it, the others are
+ * still processed, and the exit status is 1 at the end (--no-detect stops at the first one). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,27 +18,41 @@
 
 #include "cli/cli.h"
 #include "core/core.h"
+#include "face/recognize.h"
 #include "image/image.h"
 #include "models/classify.h"
 
-enum { DEFAULT_BATCH = 32 };
+enum { DEFAULT_BATCH = 32, DEFAULT_TOP = 3 };
 
 static void usage(void)
 {
-    printf("usage: ferc predict --model MODEL --no-detect [--json] [--batch B] IMAGE...\n\n"
-           "Classifies whole images as given (--no-detect: no face detection). Each image is\n"
-           "preprocessed as in training: gray replicated to 3 channels, resized to the model's\n"
-           "input size unless it already has it, normalized with the model's mean/std. Images go\n"
-           "through the network B at a time in one batch.\n\n"
+    printf("usage: ferc predict --model MODEL [options] IMAGE...\n"
+           "       ferc predict --model MODEL --no-detect [--json] [--batch B] IMAGE...\n\n"
+           "Finds the faces in each image (Viola-Jones cascade, as ferc detect) and classifies the\n"
+           "expression of each: the face is cropped with a margin, made gray, resized to the model's\n"
+           "input size and normalized with the model's mean/std; all faces of an image go through\n"
+           "the network in one batch. An image without a face says so (exit status 0).\n\n"
+           "With --no-detect each whole image is classified as given (pre-cropped faces such as\n"
+           "FER images): gray replicated to 3 channels, resized to the model's input size unless it\n"
+           "already has it, normalized with the model's mean/std, B images per batch.\n\n"
            "options:\n"
-           "  --model FILE    a ferc model (.safetensors)\n"
+           "  --model FILE    a ferc model (.safetensors); required\n"
+           "  --json          print a JSON list, one object per image that could be read:\n"
+           "                  {\"image\": PATH, \"width\": W, \"height\": H, \"faces\": [{\"box\": [x, y, w, h],\n"
+           "                   \"label\": NAME, \"confidence\": p, \"probabilities\": {NAME: p, ...},\n"
+           "                   \"logits\": [...]}, ...]} (numbers with 9 significant digits);\n"
+           "                  with --no-detect: {\"image\": PATH, \"label\": NAME,\n"
+           "                   \"probabilities\": {NAME: p, ...}, \"logits\": [...]}\n"
+           "  --top K         classes listed per face in the text output (default %d)\n"
+           "  --annotate OUT  write the images with each face's box, label and confidence drawn:\n"
+           "                  OUT is a file for one image, a folder (created) for several;\n"
+           "                  .png or .jpg by name\n"
+           "  --cascade FILE  cascade XML (default %s)\n"
+           "  --margin F      crop margin per side as a fraction of the box, in [0, 2] (default 0.1)\n"
            "  --no-detect     classify each whole image (no face detection)\n"
-           "  --json          print a JSON list, one object per image:\n"
-           "                  {\"image\": PATH, \"label\": NAME, \"probabilities\": {NAME: p, ...},\n"
-           "                   \"logits\": [...]} (numbers with 9 significant digits)\n"
-           "  --batch B       images per forward pass (default %d)\n"
+           "  --batch B       images per forward pass with --no-detect (default %d)\n"
            "  -h, --help      this help\n",
-           DEFAULT_BATCH);
+           DEFAULT_TOP, FACE_CASCADE_DEFAULT_PATH, DEFAULT_BATCH);
 }
 
 static void json_string(FILE *out, const char *s)
@@ -106,60 +127,13 @@ static void print_text(FILE *out, const classifier *c, const char *path, const f
     fputs("\n", out);
 }
 
-int cmd_predict(int argc, char **argv)
-{
-    if (cli_wants_help(argc, argv)) {
-        usage();
-        return CLI_OK;
-    }
-    const char *model = NULL;
-    bool json = false, no_detect = false;
-    int batch = DEFAULT_BATCH;
-    const char **paths = calloc((size_t)argc, sizeof *paths);
-    int npaths = 0;
-    if (!paths) {
-        ferc_set_error(FERC_ERR_NOMEM, "out of memory");
-        return cli_fail("predict");
-    }
-    int rc = CLI_OK;
-    for (int i = 1; i < argc && rc == CLI_OK; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--json")) json = true;
-        else if (!strcmp(a, "--no-detect")) no_detect = true;
-        else if (!strcmp(a, "--model") || !strcmp(a, "--batch")) {
-            if (i + 1 >= argc) {
-                rc = cli_usage_error("predict", "%s needs a value", a);
-                break;
-            }
-            const char *v = argv[++i];
-            if (!strcmp(a, "--model")) {
-                model = v;
-            } else {
-                char *end;
-                long b = strtol(v, &end, 10);
-                if (end == v || *end || b <= 0 || b > 4096) rc = cli_usage_error("predict", "--batch needs a positive integer, not '%s'", v);
-                batch = (int)b;
-            }
-        } else if (a[0] == '-' && a[1]) {
-            rc = cli_usage_error("predict", "unknown option '%s'", a);
-        } else {
-            paths[npaths++] = a;
-        }
-    }
-    if (rc == CLI_OK && !model) rc = cli_usage_error("predict", "--model is required");
-    if (rc == CLI_OK && !npaths) rc = cli_usage_error("predict", "no images given");
-    if (rc == CLI_OK && !no_detect)
-        rc = cli_usage_error("predict", "face detection is not available yet; use --no-detect to classify whole images");
-    if (rc != CLI_OK) {
-        free(paths);
-        return rc;
-    }
+/* ---- --no-detect: whole images ------------------------------------------------------------ */
 
+static int predict_whole_images(const char *model, const char **paths, int npaths, bool json, int batch)
+{
     classifier *c = NULL;
-    if (classifier_load(&c, model)) {
-        free(paths);
-        return cli_fail(NULL);
-    }
+    if (classifier_load(&c, model)) return cli_fail(NULL);
+    int rc = CLI_OK;
     const int k = classifier_meta(c)->num_classes;
     if (batch > npaths) batch = npaths;
     image *imgs = calloc((size_t)batch, sizeof *imgs);
@@ -187,7 +161,296 @@ int cmd_predict(int argc, char **argv)
     free(imgs);
     free(logits);
     free(probs);
-    free(paths);
     classifier_destroy(c);
+    return rc;
+}
+
+/* ---- with detection: faces ------------------------------------------------------------------ */
+
+typedef struct face_opts {
+    const char *model, *cascade, *annotate;
+    bool json;
+    int top;
+    float margin; /* < 0: the recognizer's default */
+} face_opts;
+
+/* Reports a failure on an image, naming it once. */
+static void fail_on(const char *path)
+{
+    cli_fail(strstr(ferc_last_error(), path) ? NULL : path);
+}
+
+static void print_face_json(FILE *out, const face_recognizer *r, const face_box *b, const float *logits,
+                            const float *probs, bool first)
+{
+    const int k = face_recognizer_num_classes(r), best = face_argmax(probs, k);
+    fprintf(out, "%s\n    {\"box\": [%d, %d, %d, %d], \"label\": ", first ? "" : ",", b->x, b->y, b->w, b->h);
+    json_string(out, face_recognizer_class_name(r, best));
+    fputs(", \"confidence\": ", out);
+    json_number(out, probs[best]);
+    fputs(", \"probabilities\": {", out);
+    for (int j = 0; j < k; j++) {
+        fputs(j ? ", " : "", out);
+        json_string(out, face_recognizer_class_name(r, j));
+        fputs(": ", out);
+        json_number(out, probs[j]);
+    }
+    fputs("}, \"logits\": [", out);
+    for (int j = 0; j < k; j++) {
+        fputs(j ? ", " : "", out);
+        json_number(out, logits[j]);
+    }
+    fputs("]}", out);
+}
+
+/* "face 1 at x 49 y 206 w 457 h 457: Happy 41.2%   top 3: Happy 41.2%, Sad 20.3%, Fear 11.0%" */
+static void print_face_text(FILE *out, const face_recognizer *r, int index, const face_box *b, const float *probs,
+                            int top, int *order)
+{
+    const int k = face_recognizer_num_classes(r), best = face_argmax(probs, k);
+    fprintf(out, "  face %d at x %d y %d w %d h %d: %s %.1f%%", index + 1, b->x, b->y, b->w, b->h,
+            face_recognizer_class_name(r, best), 100.0 * probs[best]);
+    /* Most likely first; ties keep label order. */
+    for (int j = 0; j < k; j++) order[j] = j;
+    for (int j = 1; j < k; j++) {
+        int v = order[j], q = j;
+        for (; q > 0 && probs[order[q - 1]] < probs[v]; q--) order[q] = order[q - 1];
+        order[q] = v;
+    }
+    if (top > k) top = k;
+    fprintf(out, "   top %d: ", top);
+    for (int j = 0; j < top; j++)
+        fprintf(out, "%s%s %.1f%%", j ? ", " : "", face_recognizer_class_name(r, order[j]), 100.0 * probs[order[j]]);
+    fputs("\n", out);
+}
+
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* Where the annotated copy of `img_path` goes (as ferc detect). */
+static void annotate_path(const char *out, bool single, const char *img_path, char *dst, size_t n)
+{
+    if (single && !file_is_dir(out)) snprintf(dst, n, "%s", out);
+    else snprintf(dst, n, "%s/%s", out, base_name(img_path));
+}
+
+/* One colour per label (label i % 6), the six FER classes in their usual order: Angry red,
+ * Fear purple, Happy green, Neutral light gray, Sad blue, Surprise orange. */
+static const uint8_t palette[6][3] = {{230, 60, 60}, {160, 60, 220}, {40, 210, 60}, {220, 220, 220}, {60, 120, 240}, {250, 170, 30}};
+
+static int clampi(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+typedef struct rect {
+    int x, y, w, h;
+} rect;
+
+static bool overlaps(const rect *a, const rect *b)
+{
+    return a->x < b->x + b->w && b->x < a->x + a->w && a->y < b->y + b->h && b->y < a->y + a->h;
+}
+
+/* A box `t` pixels thick with a dark edge on both sides, so that light colours (Neutral's gray)
+ * stay visible on light backgrounds. */
+static void draw_box(image *c, int x, int y, int w, int h, int t, const uint8_t col[3])
+{
+    static const uint8_t dark[3] = {20, 20, 20};
+    const int e = t / 4 > 0 ? t / 4 : 1;
+    image_draw_rect(c, x - e, y - e, w + 2 * e, h + 2 * e, t + 2 * e, dark);
+    image_draw_rect(c, x, y, w, h, t, col);
+}
+
+/* Draws each box with a filled label box ("Happy 87%") on its top edge. Line thickness and text
+ * scale follow the face's size, with a floor from the image's size so that labels on small faces
+ * of a large photo stay readable. Labels are drawn after all boxes so that no box crosses one,
+ * and a label that would cover an earlier one moves inside its box, then below it. */
+static int annotate_faces(const face_recognizer *r, const image *img, const face_box *boxes, int n,
+                          const float *probs, const char *path)
+{
+    image c;
+    int rc = image_clone(&c, img);
+    if (rc) return rc;
+    rect *placed = malloc((size_t)(n > 0 ? n : 1) * sizeof *placed);
+    if (!placed) {
+        image_free(&c);
+        return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    }
+    const int k = face_recognizer_num_classes(r);
+    const int side = img->width < img->height ? img->width : img->height;
+    for (int i = 0; i < n; i++) {
+        const face_box *b = &boxes[i];
+        const int lab = face_argmax(probs + (size_t)i * k, k);
+        draw_box(&c, b->x, b->y, b->w, b->h, clampi(b->w / 60 + 1, side / 500 + 2, 64), palette[lab % 6]);
+    }
+    for (int i = 0; i < n; i++) {
+        const face_box *b = &boxes[i];
+        const float *p = probs + (size_t)i * k;
+        const int lab = face_argmax(p, k);
+        const uint8_t *col = palette[lab % 6];
+        char text[128];
+        snprintf(text, sizeof text, "%s %d%%", face_recognizer_class_name(r, lab), (int)lround(100.0 * p[lab]));
+        int s = clampi(b->w / 90, side / 600 + 1, 12);
+        while (s > 1 && image_text_width(text, s) + 2 * s > c.width) s--;
+        const int pad = s, lw = image_text_width(text, s) + 2 * pad, lh = 9 * s + 2 * pad;
+        const int lx = clampi(b->x, 0, c.width > lw ? c.width - lw : 0);
+        /* above the box, inside its top, below it */
+        const int ys[3] = {b->y - lh, b->y, b->y + b->h};
+        rect at = {lx, -1, lw, lh};
+        for (int q = 0; q < 3 && at.y < 0; q++) {
+            rect cand = {lx, ys[q], lw, lh};
+            if (cand.y < 0 || cand.y + lh > c.height) continue;
+            bool clash = false;
+            for (int j = 0; j < i && !clash; j++) clash = overlaps(&cand, &placed[j]);
+            if (!clash) at = cand;
+        }
+        if (at.y < 0) at.y = clampi(ys[0], 0, c.height > lh ? c.height - lh : 0); /* no free place: above */
+        placed[i] = at;
+        /* Black text on light colours, white on dark ones (ITU-R 601 luma). */
+        const int luma = (299 * col[0] + 587 * col[1] + 114 * col[2]) / 1000;
+        static const uint8_t black[3] = {0, 0, 0}, white[3] = {255, 255, 255};
+        image_fill_rect(&c, at.x, at.y, at.w, at.h, col);
+        image_draw_text(&c, at.x + pad, at.y + pad, text, s, luma >= 128 ? black : white, NULL);
+    }
+    free(placed);
+    rc = image_save(&c, path, 92);
+    image_free(&c);
+    return rc;
+}
+
+static int predict_faces(const face_opts *o, const char **paths, int npaths)
+{
+    if (o->annotate && (npaths > 1 || file_is_dir(o->annotate)) && file_mkdirs(o->annotate))
+        return cli_fail("--annotate");
+    face_recog_params p;
+    face_recog_params_default(&p);
+    if (o->margin >= 0) p.margin = o->margin;
+    face_recognizer *r = NULL;
+    if (face_recognizer_create(&r, o->model, o->cascade, &p)) return cli_fail(NULL);
+    const int k = face_recognizer_num_classes(r);
+    int *order = malloc((size_t)k * sizeof *order);
+    if (!order) {
+        face_recognizer_destroy(r);
+        ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+        return cli_fail("predict");
+    }
+    int status = CLI_OK;
+    bool first = true;
+    if (o->json) fputs("[", stdout);
+    for (int i = 0; i < npaths; i++) {
+        image img;
+        if (image_load(&img, paths[i], IMAGE_MODE_RGB, 1)) {
+            fail_on(paths[i]);
+            status = CLI_FAIL;
+            continue;
+        }
+        face_box *boxes = NULL;
+        float *logits = NULL, *probs = NULL;
+        int n = 0;
+        if (face_recognize(r, &img, &boxes, &n, &logits, &probs)) {
+            fail_on(paths[i]);
+            status = CLI_FAIL;
+            image_free(&img);
+            continue;
+        }
+        if (o->json) {
+            fprintf(stdout, "%s\n  {\"image\": ", first ? "" : ",");
+            json_string(stdout, paths[i]);
+            fprintf(stdout, ", \"width\": %d, \"height\": %d, \"faces\": [", img.width, img.height);
+            for (int f = 0; f < n; f++)
+                print_face_json(stdout, r, &boxes[f], logits + (size_t)f * k, probs + (size_t)f * k, f == 0);
+            fputs(n ? "\n  ]}" : "]}", stdout);
+        } else {
+            printf("%s: %dx%d, ", paths[i], img.width, img.height);
+            if (n) printf("%d face%s\n", n, n == 1 ? "" : "s");
+            else printf("no face found\n");
+            for (int f = 0; f < n; f++) print_face_text(stdout, r, f, &boxes[f], probs + (size_t)f * k, o->top, order);
+        }
+        first = false;
+        fflush(stdout);
+        if (o->annotate) {
+            char dst[PATH_MAX];
+            annotate_path(o->annotate, npaths == 1, paths[i], dst, sizeof dst);
+            if (annotate_faces(r, &img, boxes, n, probs, dst)) {
+                fail_on(dst);
+                status = CLI_FAIL;
+            }
+        }
+        free(boxes);
+        free(logits);
+        free(probs);
+        image_free(&img);
+    }
+    if (o->json) fputs("\n]\n", stdout);
+    free(order);
+    face_recognizer_destroy(r);
+    return status;
+}
+
+int cmd_predict(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        usage();
+        return CLI_OK;
+    }
+    face_opts o = {.top = DEFAULT_TOP, .margin = -1};
+    bool no_detect = false, top_given = false;
+    int batch = DEFAULT_BATCH;
+    const char **paths = calloc((size_t)argc, sizeof *paths);
+    int npaths = 0;
+    if (!paths) {
+        ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+        return cli_fail("predict");
+    }
+    int rc = CLI_OK;
+    for (int i = 1; i < argc && rc == CLI_OK; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--json")) o.json = true;
+        else if (!strcmp(a, "--no-detect")) no_detect = true;
+        else if (!strcmp(a, "--model") || !strcmp(a, "--batch") || !strcmp(a, "--top") || !strcmp(a, "--annotate") ||
+                 !strcmp(a, "--cascade") || !strcmp(a, "--margin")) {
+            if (i + 1 >= argc) {
+                rc = cli_usage_error("predict", "%s needs a value", a);
+                break;
+            }
+            const char *v = argv[++i];
+            char *end;
+            if (!strcmp(a, "--model")) {
+                o.model = v;
+            } else if (!strcmp(a, "--annotate")) {
+                o.annotate = v;
+            } else if (!strcmp(a, "--cascade")) {
+                o.cascade = v;
+            } else if (!strcmp(a, "--margin")) {
+                double m = strtod(v, &end);
+                if (end == v || *end || !(m >= 0 && m <= 2)) rc = cli_usage_error("predict", "--margin must be a number in [0, 2], not '%s'", v);
+                o.margin = (float)m;
+            } else if (!strcmp(a, "--top")) {
+                long t = strtol(v, &end, 10);
+                if (end == v || *end || t <= 0 || t > 100000) rc = cli_usage_error("predict", "--top needs a positive integer, not '%s'", v);
+                o.top = (int)t;
+                top_given = true;
+            } else {
+                long b = strtol(v, &end, 10);
+                if (end == v || *end || b <= 0 || b > 4096) rc = cli_usage_error("predict", "--batch needs a positive integer, not '%s'", v);
+                batch = (int)b;
+            }
+        } else if (a[0] == '-' && a[1]) {
+            rc = cli_usage_error("predict", "unknown option '%s'", a);
+        } else {
+            paths[npaths++] = a;
+        }
+    }
+    if (rc == CLI_OK && !o.model)
+        rc = cli_usage_error("predict", "--model is required: the ferc model (.safetensors) to classify with");
+    if (rc == CLI_OK && !npaths) rc = cli_usage_error("predict", "no images given");
+    if (rc == CLI_OK && no_detect && (o.annotate || o.cascade || o.margin >= 0 || top_given))
+        rc = cli_usage_error("predict", "--annotate, --cascade, --margin and --top need face detection (not with --no-detect)");
+    if (rc == CLI_OK) rc = no_detect ? predict_whole_images(o.model, paths, npaths, o.json, batch) : predict_faces(&o, paths, npaths);
+    free(paths);
     return rc;
 }
