@@ -14,7 +14,12 @@
  * Arithmetic is kept in the same types as OpenCV's (feature values in float, stage sums in
  * double, integrals in wrapping 32-bit integers) because the cascade thresholds are so tight
  * that a different rounding flips windows. Nothing here allocates per window; memory is a few
- * buffers the size of the image, allocated per call, so calls may run in parallel. */
+ * buffers the size of the image, allocated per call, so calls may run in parallel.
+ *
+ * Speed: on CPUs with AVX-512 (F and VL) the stump Haar cascades, the integral images and the
+ * resize rows run in detect_avx512.c with the same arithmetic (identical boxes; the scalar
+ * code below stays the reference and the path for other CPUs, tree and LBP cascades, and
+ * FERC_DETECT_NOSIMD=1). bench/bench_detect prints the time per 640x360 frame. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,12 +77,13 @@ static void lin_axis_init(lin_axis *a, int ssize, int dsize)
     }
 }
 
-/* One source row to 8.8 fixed point along x. */
-static void lin_row(const uint8_t *s, const lin_axis *ax, int dw, uint16_t *out)
+/* One source row (sw bytes) to 8.8 fixed point along x. */
+static void lin_row(const uint8_t *s, int sw, const lin_axis *ax, int dw, uint16_t *out, int simd)
 {
     int d = 0;
     uint16_t first = (uint16_t)(s[0] << 8);
     for (; d < ax->lo && d < dw; d++) out[d] = first;
+    if (simd) d = face_lin_row_avx512(s, sw, ax->ofs, ax->coef, d, ax->hi, out);
     for (; d < ax->hi; d++) {
         const uint8_t *p = s + ax->ofs[d];
         out[d] = (uint16_t)(ax->coef[2 * d] * p[0] + ax->coef[2 * d + 1] * p[1]);
@@ -118,6 +124,7 @@ int face_resize_gray(const uint8_t *src, int sw, int sh, size_t sstride, uint8_t
     uint16_t *row0 = ay.coef + 2 * (size_t)dh, *row1 = row0 + dw;
     lin_axis_init(&ax, sw, dw);
     lin_axis_init(&ay, sh, dh);
+    int simd = face_cpu_avx512();
 
     int have0 = -1, have1 = -1; /* source rows now in row0 / row1 */
     for (int y = 0; y < dh; y++) {
@@ -125,7 +132,7 @@ int face_resize_gray(const uint8_t *src, int sw, int sh, size_t sstride, uint8_t
         if (y < ay.lo || y >= ay.hi) {
             int sy = y < ay.lo ? 0 : sh - 1;
             if (have0 != sy) {
-                lin_row(src + (size_t)sy * sstride, &ax, dw, row0);
+                lin_row(src + (size_t)sy * sstride, sw, &ax, dw, row0, simd);
                 have0 = sy;
             }
             for (int x = 0; x < dw; x++) d[x] = (uint8_t)((row0[x] + 128u) >> 8);
@@ -140,15 +147,19 @@ int face_resize_gray(const uint8_t *src, int sw, int sh, size_t sstride, uint8_t
                 have0 = sy;
                 have1 = -1;
             } else {
-                lin_row(src + (size_t)sy * sstride, &ax, dw, row0);
+                lin_row(src + (size_t)sy * sstride, sw, &ax, dw, row0, simd);
                 have0 = sy;
             }
         }
         if (have1 != sy + 1) {
-            lin_row(src + (size_t)(sy + 1) * sstride, &ax, dw, row1);
+            lin_row(src + (size_t)(sy + 1) * sstride, sw, &ax, dw, row1, simd);
             have1 = sy + 1;
         }
         uint32_t c0 = ay.coef[2 * y], c1 = ay.coef[2 * y + 1];
+        if (simd) {
+            face_lin_vpass_avx512(row0, row1, c0, c1, d, dw);
+            continue;
+        }
         for (int x = 0; x < dw; x++) {
             uint32_t v = (row0[x] * c0 + row1[x] * c1 + (1u << 15)) >> 16;
             d[x] = (uint8_t)(v > 255 ? 255 : v);
@@ -221,32 +232,6 @@ static void integral_tilted(const uint8_t *img, int w, int h, size_t istride, ui
 }
 
 /* ---- evaluation ------------------------------------------------------------------------ */
-
-typedef struct haar_opt {
-    int ofs[3][4];
-    float weight[3];
-    int tilted;
-    const uint32_t *base; /* the sum or the tilted integral */
-} haar_opt;
-
-typedef struct stump {
-    int feature;
-    float threshold;
-    float leaf[2];         /* [0] when the feature is below the threshold (or in the subset) */
-    const int32_t *subset; /* LBP */
-    haar_opt haar;         /* a copy of the feature, so that the hot loop reads one array */
-} stump;
-
-typedef struct detector {
-    const face_cascade *fc;
-    size_t st;             /* integral row stride, the same for every scale */
-    haar_opt *haar;        /* per feature */
-    int (*lbp)[16];        /* per feature */
-    stump *stumps;         /* per tree, when every tree is a stump */
-    int nofs[4];           /* variance-normalization rectangle */
-    double norm_area;
-    const uint32_t *sum, *sq, *tilt;
-} detector;
 
 static inline int32_t rect_sum(const uint32_t *p, const int *o)
 {
@@ -347,11 +332,20 @@ static void set_sum_ofs(int *o, int x, int y, int w, int h, int st)
     o[3] = x + w + st * (y + h);
 }
 
+/* A window corner (cx, cy) in the deinterleaved layout of cascade_impl.h; clears deint_ok for
+ * a corner outside the window, where the layout does not apply. */
+static int deint_ofs(detector *d, int cx, int cy, int st)
+{
+    if (cx < 0 || cy < 0 || cx > d->fc->win_w || cy > d->fc->win_h) d->deint_ok = 0;
+    return cy * st + (cx & 1) * ((st + 1) / 2) + (cx >> 1);
+}
+
 static int detector_init(detector *d, const face_cascade *fc, size_t st)
 {
     memset(d, 0, sizeof *d);
     d->fc = fc;
     d->st = st;
+    d->deint_ok = 1;
     int ist = (int)st;
     if (fc->kind == FACE_FEATURE_HAAR) {
         d->haar = calloc((size_t)fc->nfeatures, sizeof *d->haar);
@@ -362,18 +356,26 @@ static int detector_init(detector *d, const face_cascade *fc, size_t st)
             o->tilted = f->tilted;
             for (int r = 0; r < f->nrects; r++) {
                 const cascade_rect *cr = &f->r[r];
+                int cx[4], cy[4]; /* the corners, relative to the window */
                 o->weight[r] = cr->weight;
                 if (f->tilted) {
-                    o->ofs[r][0] = cr->x + ist * cr->y;
-                    o->ofs[r][1] = cr->x - cr->h + ist * (cr->y + cr->h);
-                    o->ofs[r][2] = cr->x + cr->w + ist * (cr->y + cr->w);
-                    o->ofs[r][3] = cr->x + cr->w - cr->h + ist * (cr->y + cr->w + cr->h);
+                    cx[0] = cr->x, cy[0] = cr->y;
+                    cx[1] = cr->x - cr->h, cy[1] = cr->y + cr->h;
+                    cx[2] = cr->x + cr->w, cy[2] = cr->y + cr->w;
+                    cx[3] = cr->x + cr->w - cr->h, cy[3] = cr->y + cr->w + cr->h;
                 } else {
-                    set_sum_ofs(o->ofs[r], cr->x, cr->y, cr->w, cr->h, ist);
+                    cx[0] = cx[2] = cr->x, cx[1] = cx[3] = cr->x + cr->w;
+                    cy[0] = cy[1] = cr->y, cy[2] = cy[3] = cr->y + cr->h;
+                }
+                for (int k = 0; k < 4; k++) {
+                    o->ofs[r][k] = cx[k] + ist * cy[k];
+                    o->dofs[r][k] = deint_ofs(d, cx[k], cy[k], ist);
                 }
             }
         }
         set_sum_ofs(d->nofs, 1, 1, fc->win_w - 2, fc->win_h - 2, ist);
+        for (int k = 0; k < 4; k++)
+            d->dnofs[k] = deint_ofs(d, k & 1 ? fc->win_w - 1 : 1, k & 2 ? fc->win_h - 1 : 1, ist);
         d->norm_area = (double)(fc->win_w - 2) * (fc->win_h - 2);
     } else {
         d->lbp = calloc((size_t)fc->nfeatures, sizeof *d->lbp);
@@ -570,30 +572,54 @@ int face_detect(const face_cascade *fc, const uint8_t *gray, int width, int heig
     size_t st = (size_t)w0 + 1, area = st * ((size_t)h0 + 1);
     int need_tilt = fc->kind == FACE_FEATURE_HAAR && fc->has_tilted;
     int need_sq = fc->kind == FACE_FEATURE_HAAR;
+    /* The integrals carry FACE_DETECT_PAD zeroed elements past their end: the vector scan
+     * reads (and then ignores) a few lanes beyond the last window of a row. */
+    size_t abytes = (area + FACE_DETECT_PAD) * sizeof(uint32_t);
     uint8_t *level = malloc((size_t)w0 * h0);
-    uint32_t *sum = malloc(area * sizeof *sum);
-    uint32_t *sq = need_sq ? malloc(area * sizeof *sq) : NULL;
-    uint32_t *tilt = need_tilt ? malloc(area * sizeof *tilt) : NULL;
+    uint32_t *sum = calloc(1, abytes);
+    uint32_t *sq = need_sq ? calloc(1, abytes) : NULL;
+    uint32_t *tilt = need_tilt ? calloc(1, abytes) : NULL;
+    int *hit_x = malloc(((size_t)w0 + 1) * sizeof *hit_x);
+    void *scan_scratch = malloc(face_scan_scratch_bytes(w0 + 1));
     box_list hits = {0};
     detector d;
     int rc = detector_init(&d, fc, st);
-    if (!rc && (!level || !sum || (need_sq && !sq) || (need_tilt && !tilt)))
+    if (!rc && (!level || !sum || (need_sq && !sq) || (need_tilt && !tilt) || !hit_x || !scan_scratch))
         rc = ferc_set_error(FERC_ERR_NOMEM, "detect: out of memory for a %dx%d image", width, height);
     d.sum = sum;
     d.sq = sq;
     d.tilt = tilt;
     detector_bind(&d);
+    int simd = !rc && face_detect_avx512_usable(&d), simd_cpu = face_cpu_avx512();
 
     for (int si = 0; si < nscales && !rc; si++) {
         float sc = scales[si];
         int sw = (int)lrintf((float)width / sc), sh = (int)lrintf((float)height / sc);
         if (sw > w0 || sh > h0 || sw <= 0 || sh <= 0) continue; /* cannot happen for sc >= scales[0] */
         if ((rc = face_resize_gray(gray, width, height, stride, level, sw, sh, (size_t)sw))) break;
-        integral_sum_sq(level, sw, sh, (size_t)sw, sum, sq, st);
+        if (simd_cpu)
+            face_integral_avx512(level, sw, sh, (size_t)sw, sum, sq, st);
+        else
+            integral_sum_sq(level, sw, sh, (size_t)sw, sum, sq, st);
         if (tilt) integral_tilted(level, sw, sh, (size_t)sw, tilt, st);
         int step = sc >= 2 ? 1 : 2;
         int ww = sw + 1 - fc->win_w, wh = sh + 1 - fc->win_h; /* windows with x + win_w < sw + 1 */
         int bw = (int)lrintf((float)fc->win_w * sc), bh = (int)lrintf((float)fc->win_h * sc);
+        if (simd && (step == 1 || d.deint_ok)) {
+            if (step == 2) { /* hit_x (w0 + 1 elements) doubles as the row buffer */
+                face_deinterleave_avx512(sum, st, sh + 1, (uint32_t *)hit_x);
+                if (sq) face_deinterleave_avx512(sq, st, sh + 1, (uint32_t *)hit_x);
+                if (tilt) face_deinterleave_avx512(tilt, st, sh + 1, (uint32_t *)hit_x);
+            }
+            for (int y = 0; y < wh && !rc; y += step) {
+                int nh = face_scan_row_avx512(&d, (size_t)y * st, ww, step, hit_x, scan_scratch);
+                for (int i = 0; i < nh && !rc; i++) {
+                    face_box b = {(int)lrintf((float)hit_x[i] * sc), (int)lrintf((float)y * sc), bw, bh};
+                    rc = box_push(&hits, b);
+                }
+            }
+            continue;
+        }
         for (int y = 0; y < wh && !rc; y += step) {
             for (int x = 0; x < ww; x += step) {
                 int r = run_window(&d, (size_t)y * st + (size_t)x);
@@ -610,6 +636,8 @@ int face_detect(const face_cascade *fc, const uint8_t *gray, int width, int heig
     free(sum);
     free(sq);
     free(tilt);
+    free(hit_x);
+    free(scan_scratch);
     if (!rc) rc = face_group_rectangles(hits.v, &hits.n, p->min_neighbors, 0.2);
     if (rc) {
         free(hits.v);
