@@ -96,7 +96,7 @@ int face_tracker_update(face_tracker *t, const face_box *boxes, const float *pro
             if (iou > 0 && iou >= t->p.iou_threshold) pairs[np++] = (pair){iou, j, i};
         }
     }
-    qsort(pairs, (size_t)np, sizeof *pairs, cmp_pair);
+    if (np > 1) qsort(pairs, (size_t)np, sizeof *pairs, cmp_pair); /* pairs may be NULL when empty */
     for (int q = 0; q < np; q++)
         if (track_det[pairs[q].track] < 0 && det_track[pairs[q].det] < 0) {
             track_det[pairs[q].track] = pairs[q].det;
