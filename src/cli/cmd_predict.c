@@ -82,18 +82,19 @@ static int argmax(const float *v, int k)
     return best;
 }
 
-static void print_json(FILE *out, const classifier *c, const char *path, const float *logits, const float *probs,
-                       bool first)
+/* The class names of either a whole-image classifier or a face recognizer. */
+typedef const char *(*class_name_fn)(const void *model, int i);
+static const char *classifier_name(const void *m, int i) { return classifier_class_name(m, i); }
+static const char *recognizer_name(const void *m, int i) { return face_recognizer_class_name(m, i); }
+
+/* `, "probabilities": {NAME: p, ...}, "logits": [...]}`: the end of every result object. */
+static void print_scores(FILE *out, class_name_fn name, const void *model, int k, const float *logits,
+                         const float *probs)
 {
-    const int k = classifier_meta(c)->num_classes;
-    fprintf(out, "%s\n  {\"image\": ", first ? "" : ",");
-    json_string(out, path);
-    fputs(", \"label\": ", out);
-    json_string(out, classifier_class_name(c, argmax(logits, k)));
     fputs(", \"probabilities\": {", out);
     for (int j = 0; j < k; j++) {
         fputs(j ? ", " : "", out);
-        json_string(out, classifier_class_name(c, j));
+        json_string(out, name(model, j));
         fputs(": ", out);
         json_number(out, probs[j]);
     }
@@ -103,6 +104,17 @@ static void print_json(FILE *out, const classifier *c, const char *path, const f
         json_number(out, logits[j]);
     }
     fputs("]}", out);
+}
+
+static void print_json(FILE *out, const classifier *c, const char *path, const float *logits, const float *probs,
+                       bool first)
+{
+    const int k = classifier_meta(c)->num_classes;
+    fprintf(out, "%s\n  {\"image\": ", first ? "" : ",");
+    json_string(out, path);
+    fputs(", \"label\": ", out);
+    json_string(out, classifier_class_name(c, argmax(logits, k)));
+    print_scores(out, classifier_name, c, k, logits, probs);
 }
 
 static void print_text(FILE *out, const classifier *c, const char *path, const float *logits, const float *probs)
@@ -188,19 +200,7 @@ static void print_face_json(FILE *out, const face_recognizer *r, const face_box 
     json_string(out, face_recognizer_class_name(r, best));
     fputs(", \"confidence\": ", out);
     json_number(out, probs[best]);
-    fputs(", \"probabilities\": {", out);
-    for (int j = 0; j < k; j++) {
-        fputs(j ? ", " : "", out);
-        json_string(out, face_recognizer_class_name(r, j));
-        fputs(": ", out);
-        json_number(out, probs[j]);
-    }
-    fputs("}, \"logits\": [", out);
-    for (int j = 0; j < k; j++) {
-        fputs(j ? ", " : "", out);
-        json_number(out, logits[j]);
-    }
-    fputs("]}", out);
+    print_scores(out, recognizer_name, r, k, logits, probs);
 }
 
 /* "face 1 at x 49 y 206 w 457 h 457: Happy 41.2%   top 3: Happy 41.2%, Sad 20.3%, Fear 11.0%" */
