@@ -11,6 +11,18 @@
  *     ferc_status. ferc_last_error() then gives a readable message for this thread.
  *   - Handles are opaque; each *_create / *_load has a matching *_destroy.
  *   - The library never prints and never exits the process.
+ *
+ * Example (examples/recognize.c):
+ *     ferc_recognizer *r;
+ *     ferc_image img;
+ *     ferc_face *faces;
+ *     int n;
+ *     if (ferc_recognizer_create(&r, NULL, NULL) || ferc_image_load(&img, "photo.jpg") ||
+ *         ferc_recognize(r, &img, &faces, &n))
+ *         fprintf(stderr, "%s\n", ferc_last_error());
+ *     for (int i = 0; i < n; i++)
+ *         printf("%d,%d %dx%d %s %.2f\n", faces[i].x, faces[i].y, faces[i].w, faces[i].h,
+ *                ferc_recognizer_class_name(r, faces[i].label), faces[i].confidence);
  */
 #ifndef FERC_H
 #define FERC_H
@@ -43,6 +55,54 @@ void ferc_clear_error(void);
 const char *ferc_status_name(int status);
 /* "0.1.0" */
 const char *ferc_version(void);
+
+
+/* ---- recognition: find faces and tell their expressions -------------------------------- */
+
+/* The largest class count a ferc_face carries probabilities for. */
+#define FERC_MAX_CLASSES 16
+
+/* An 8-bit image: channels 1 (gray), 3 (RGB) or 4 (RGBA), rows `stride` bytes apart.
+ * Images from ferc_image_load own their pixels (free with ferc_image_free); an image that
+ * points at the caller's pixels needs no freeing. */
+typedef struct ferc_image {
+    int width, height, channels;
+    size_t stride;
+    uint8_t *data;
+} ferc_image;
+
+/* Decodes a JPEG or PNG file (EXIF orientation applied) into RGB. */
+int ferc_image_load(ferc_image *img, const char *path);
+void ferc_image_free(ferc_image *img);
+
+/* One face: its box in image pixels, the predicted class and the probability of every class. */
+typedef struct ferc_face {
+    int x, y, w, h;
+    int label;                      /* index of the most probable class */
+    float confidence;               /* its probability */
+    float probs[FERC_MAX_CLASSES];  /* softmax over ferc_recognizer_num_classes() classes */
+} ferc_face;
+
+typedef struct ferc_recognizer ferc_recognizer;
+
+/* The default expression model: $FERC_MODEL if set, else the model shipped with ferc (found
+ * in the source tree ferc was built from, or installed under share/ferc/models). NULL when
+ * none is found. */
+const char *ferc_default_model_path(void);
+
+/* Loads a ferc model file (NULL: ferc_default_model_path()) and a face cascade (NULL: OpenCV's
+ * frontal-face Haar cascade from Debian's opencv-data). */
+int ferc_recognizer_create(ferc_recognizer **out, const char *model_path, const char *cascade_path);
+void ferc_recognizer_destroy(ferc_recognizer *r);
+int ferc_recognizer_num_classes(const ferc_recognizer *r);
+/* "Angry", "Fear", ...; NULL when i is out of range. */
+const char *ferc_recognizer_class_name(const ferc_recognizer *r, int i);
+
+/* Finds every face in img and classifies all of them in one batch. *faces is malloc'ed (NULL
+ * when none was found; the caller frees it) and *count set. */
+int ferc_recognize(ferc_recognizer *r, const ferc_image *img, ferc_face **faces, int *count);
+/* Classifies the whole image as one face crop (a pre-cropped face, such as a FER image). */
+int ferc_classify(ferc_recognizer *r, const ferc_image *img, ferc_face *face);
 
 #ifdef __cplusplus
 }

@@ -33,8 +33,9 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: ferc camera --model MODEL [--device DEV | --video FILE | --images DIR] [options]\n\n"
+            "usage: ferc camera [--model MODEL] [--device DEV | --video FILE | --images DIR] [options]\n\n"
             "Detects, classifies and tracks faces in every frame.\n\n"
+            "  --model FILE         a ferc model (.safetensors); default: the shipped model\n"
             "source (default --device /dev/video0):\n"
             "  --device DEV         V4L2 camera; --size WxH (e.g. 640x480), --pixfmt mjpeg|yuyv, --fps N\n"
             "  --video FILE         a video file (anything FFmpeg decodes)\n"
@@ -203,7 +204,8 @@ static int parse_args(int argc, char **argv, opts *o)
         } else if (!v) return cli_usage_error("camera", "unknown option '%s'", a);
     }
     if (full) o->rp.detect_scale = 1;
-    if (!o->model) return cli_usage_error("camera", "--model MODEL is required");
+    if (!o->model && !(o->model = ferc_default_model_path()))
+        return cli_usage_error("camera", "no --model given and the default model is not installed (set FERC_MODEL)");
     if (!!o->device + !!o->video + !!o->images > 1) return cli_usage_error("camera", "choose one source: --device, --video or --images");
     if (!o->video && !o->images && !o->device) o->device = "/dev/video0";
     /* the images of a folder are unrelated pictures: detect on each unless told otherwise */

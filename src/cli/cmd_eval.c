@@ -1,35 +1,140 @@
-/* ferc eval: a model on a labelled class-folder tree (optionally one split of a manifest):
- * accuracy, balanced accuracy, macro F1, top-2, per-class table, confusion (table, PNG with
- * --out) and the most confidently wrong images. Classes are matched by name. */
+/* ferc eval: a model on labelled images: a class-folder tree, or the rows of one split of a
+ * split manifest (a run's split.csv). Prints accuracy, balanced accuracy, macro F1, top-2, the
+ * per-class table, the confusion matrix (table; PNG with --out), the slowest images and the most
+ * confidently wrong ones. Classes are matched by name; test-time augmentation by flip or ten
+ * crops. */
+#include <cjson/cJSON.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "core/core.h"
 #include "data/data.h"
 #include "ferc.h"
+#include "image/image.h"
+#include "models/classify.h"
 #include "models/models.h"
 #include "nn/nn.h"
 #include "report/plots.h"
 #include "train/metrics.h"
 
+#define LIST_N 10
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: ferc eval --model MODEL --data DIR [--manifest split.csv [--split val|train|test]]\n"
-               "                 [--tta flip] [--batch N] [--json] [--out DIR]\n\n"
-               "  --model FILE     a ferc model (best.safetensors of a run)\n"
-               "  --data DIR       class-folder tree; class names must match the model's\n"
-               "  --manifest FILE  evaluate only the --split rows (default val) of this split.csv\n"
+    fprintf(f, "usage: ferc eval [--model MODEL] --data DIR|MANIFEST [--split val|train|test] [--root DIR]\n"
+               "                 [--tta flip|tencrop] [--batch N] [--threads N] [--json] [--out DIR]\n\n"
+               "  --model FILE     a ferc model (a run's best.safetensors); default: the shipped model\n"
+               "  --data PATH      a class-folder tree, or a split manifest (split.csv: path,label,split)\n"
+               "                   whose --split rows are evaluated; class names must match the model's\n"
+               "  --split NAME     rows of a manifest to evaluate (default val)\n"
+               "  --root DIR       the image tree a manifest's paths are relative to (default: the \"data\"\n"
+               "                   of the config.json next to the manifest, else $FERC_DATA/fer/Training)\n"
+               "  --manifest FILE  with --data DIR: evaluate only the --split rows of this manifest\n"
                "  --tta flip       average the probabilities of the image and its mirror\n"
+               "  --tta tencrop    average ten views: the 4 corner and the centre crops of the image padded\n"
+               "                   by S/12 (reflect), and their mirrors (the training crops, deterministic)\n"
                "  --batch N        images per forward pass (default 64)\n"
+               "  --threads N      compute threads (default: OpenMP's)\n"
                "  --json           one JSON object: accuracy, balanced_accuracy, macro_f1, top2_accuracy,\n"
-               "                   per_class, confusion (fractions in [0, 1])\n"
-               "  --out DIR        also write DIR/confusion.png and DIR/eval.json\n");
+               "                   per_class, confusion (fractions in [0, 1]), slowest, most_confident_wrong\n"
+               "  --out DIR        also write DIR/confusion.png and DIR/eval.json\n\n"
+               "Per-image time is its own decode from the file plus the mean forward time per image (all\n"
+               "images of a model cost the same forward pass; decoding is what differs between files).\n");
 }
 
-typedef struct wrong { float conf; int pred; uint32_t index; } wrong;
+typedef struct ranked { float key; int pred; uint32_t index; } ranked;
+
+/* Keeps the LIST_N largest keys, sorted descending. */
+static void rank_push(ranked *list, int *n, ranked r)
+{
+    if (*n == LIST_N && list[LIST_N - 1].key >= r.key) return;
+    int pos = *n < LIST_N ? (*n)++ : LIST_N - 1;
+    list[pos] = r;
+    for (int k = pos; k > 0 && list[k].key > list[k - 1].key; k--) {
+        ranked t = list[k];
+        list[k] = list[k - 1];
+        list[k - 1] = t;
+    }
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The image root of a manifest: config.json next to it ("data_abs", then "data" as given, then
+ * "data" relative to the run folder's parent), else $FERC_DATA/fer/Training. */
+static int manifest_root(const char *manifest, char *root, size_t cap)
+{
+    char dir[2048], cfg[2100];
+    snprintf(dir, sizeof dir, "%s", manifest);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    uint8_t *txt;
+    size_t size;
+    if (file_read_all(cfg, &txt, &size) == FERC_OK) {
+        cJSON *o = cJSON_ParseWithLength((const char *)txt, size);
+        free(txt);
+        const char *keys[] = {"data_abs", "data"};
+        for (int k = 0; o && k < 2; k++) {
+            const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(o, keys[k]));
+            if (!v || !*v) continue;
+            snprintf(root, cap, "%s", v);
+            if (is_dir(root)) return cJSON_Delete(o), 1;
+            if (v[0] != '/') {
+                snprintf(root, cap, "%s/../%s", dir, v);
+                if (is_dir(root)) return cJSON_Delete(o), 1;
+            }
+        }
+        cJSON_Delete(o);
+    }
+    const char *env = getenv("FERC_DATA");
+    if (env && *env) {
+        snprintf(root, cap, "%s/fer/Training", env);
+        if (is_dir(root)) return 1;
+    }
+    ferc_clear_error();
+    return 0;
+}
+
+/* View v of tta mode (0 none, 1 flip, 2 tencrop) of each of n normalized (3, S, S) images. */
+static void make_view(const float *src, float *dst, int n, int S, int mode, int v)
+{
+    const int p = S / 12 > 0 ? S / 12 : 1;
+    static const int ox[5] = {0, 2, 0, 2, 1}, oy[5] = {0, 0, 2, 2, 1};
+    int dx = 0, dy = 0, flip = 0;
+    if (mode == 1) flip = v;
+    if (mode == 2) dx = (ox[v % 5] - 1) * p, dy = (oy[v % 5] - 1) * p, flip = v >= 5;
+    for (size_t pl = 0; pl < (size_t)n * 3; pl++) {
+        const float *s = src + pl * S * S;
+        float *d = dst + pl * S * S;
+        for (int y = 0; y < S; y++) {
+            int yy = y + dy;
+            yy = yy < 0 ? -yy : yy >= S ? 2 * S - 2 - yy : yy;
+            for (int x = 0; x < S; x++) {
+                int xx = (flip ? S - 1 - x : x) + dx;
+                xx = xx < 0 ? -xx : xx >= S ? 2 * S - 2 - xx : xx;
+                d[(size_t)y * S + x] = s[(size_t)yy * S + xx];
+            }
+        }
+    }
+}
 
 int cmd_eval(int argc, char **argv)
 {
@@ -37,26 +142,64 @@ int cmd_eval(int argc, char **argv)
         usage(stdout);
         return CLI_OK;
     }
-    const char *model = NULL, *dir = NULL, *manifest = NULL, *split_name = "val", *tta = NULL, *out = NULL;
+    const char *model = NULL, *data = NULL, *manifest = NULL, *split_name = "val", *tta = NULL, *out = NULL,
+               *root_opt = NULL;
     int json = 0, B = 64;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (a[0] != '-') return cli_usage_error("eval", "unexpected argument '%s'", a);
         if (!v) return cli_usage_error("eval", "%s needs a value", a);
         i++;
         if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--data")) dir = v;
+        else if (!strcmp(a, "--data")) data = v;
         else if (!strcmp(a, "--manifest")) manifest = v;
         else if (!strcmp(a, "--split")) split_name = v;
+        else if (!strcmp(a, "--root")) root_opt = v;
         else if (!strcmp(a, "--tta")) tta = v;
         else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--batch")) B = atoi(v);
-        else return cli_usage_error("eval", "unknown option %s", a);
+        else if (!strcmp(a, "--threads")) {
+            char *end;
+            long t = strtol(v, &end, 10);
+            if (end == v || *end || t < 1 || t > 1024) return cli_usage_error("eval", "--threads needs a positive integer, not '%s'", v);
+            omp_set_num_threads((int)t);
+        } else if (!strcmp(a, "--batch")) {
+            char *end;
+            long b = strtol(v, &end, 10);
+            if (end == v || *end || b < 1 || b > 4096) return cli_usage_error("eval", "--batch needs an integer in [1, 4096], not '%s'", v);
+            B = (int)b;
+        } else return cli_usage_error("eval", "unknown option %s", a);
     }
-    if (!model || !dir) return cli_usage_error("eval", "--model and --data are required");
-    if (tta && strcmp(tta, "flip")) return cli_usage_error("eval", "--tta flip (tencrop is not implemented)");
-    int which = !strcmp(split_name, "train") ? DATA_SPLIT_TRAIN : !strcmp(split_name, "test") ? DATA_SPLIT_TEST : DATA_SPLIT_VAL;
-    if (B < 1) return cli_usage_error("eval", "--batch >= 1");
+    if (!data) return cli_usage_error("eval", "--data is required: a class-folder tree or a split manifest");
+    if (!model && !(model = ferc_default_model_path()))
+        return cli_usage_error("eval", "no --model given and the default model is not installed (set FERC_MODEL)");
+    int mode = 0;
+    if (tta && !strcmp(tta, "flip")) mode = 1;
+    else if (tta && !strcmp(tta, "tencrop")) mode = 2;
+    else if (tta) return cli_usage_error("eval", "--tta must be flip or tencrop (got '%s')", tta);
+    const int nviews = mode == 0 ? 1 : mode == 1 ? 2 : 10;
+    int which;
+    if (!strcmp(split_name, "train")) which = DATA_SPLIT_TRAIN;
+    else if (!strcmp(split_name, "val")) which = DATA_SPLIT_VAL;
+    else if (!strcmp(split_name, "test")) which = DATA_SPLIT_TEST;
+    else return cli_usage_error("eval", "--split must be train, val or test (got '%s')", split_name);
+    char rootbuf[4096];
+    const char *dir = data;
+    if (!is_dir(data)) {
+        FILE *f = fopen(data, "r");
+        if (!f) {
+            ferc_set_error(FERC_ERR_IO, "not a folder or a readable manifest");
+            return cli_fail(data);
+        }
+        fclose(f);
+        if (manifest) return cli_usage_error("eval", "--data is already a manifest; --manifest goes with a folder");
+        manifest = data;
+        if (root_opt) dir = root_opt;
+        else if (manifest_root(manifest, rootbuf, sizeof rootbuf)) dir = rootbuf;
+        else return cli_usage_error("eval", "cannot tell which image folder %s lists: give --root DIR (or set FERC_DATA)", manifest);
+    } else if (root_opt) {
+        return cli_usage_error("eval", "--root goes with a manifest given as --data");
+    }
 
     nn_graph *g = NULL;
     models_meta m;
@@ -71,35 +214,68 @@ int cmd_eval(int argc, char **argv)
     uint8_t *split = NULL;
     uint32_t *idx = NULL;
     size_t n = 0;
+    double *load_s = NULL;
+    char *js = NULL;
+    const size_t per = (size_t)3 * S * S;
     int *map = calloc((size_t)ix.n_classes, sizeof *map);
-    float *x = calloc((size_t)B * 3 * S * S, sizeof(float)), *logits = malloc(sizeof(float) * B * K),
-          *probs = malloc(sizeof(float) * B * K), *probs2 = malloc(sizeof(float) * B * K);
-    wrong worst[10];
-    int nworst = 0;
+    float *x = calloc((size_t)B * per, sizeof(float)), *xv = calloc((size_t)B * per, sizeof(float)),
+          *logits = malloc(sizeof(float) * B * K), *probs = malloc(sizeof(float) * B * K),
+          *acc = malloc(sizeof(float) * B * K);
+    int32_t *y = malloc(sizeof(int32_t) * B);
+    ranked worst[LIST_N], slow[LIST_N];
+    int nworst = 0, nslow = 0;
     metrics mt = {0};
+    if (!map || !x || !xv || !logits || !probs || !acc || !y) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
+    if (!m.class_names) { fprintf(stderr, "ferc eval: %s names no classes; cannot match them to %s\n", model, dir); goto done; }
     /* Data class -> model label, by display or folder name. */
     for (int c = 0; c < ix.n_classes; c++) {
         map[c] = -1;
-        for (int j = 0; j < K && m.class_names; j++)
+        for (int j = 0; j < K; j++)
             if (!strcmp(m.class_names[j], ix.display_names[c]) || !strcmp(m.class_names[j], ix.class_names[c])) map[c] = j;
         if (map[c] < 0) {
             fprintf(stderr, "ferc eval: class '%s' of %s is not one of the model's classes:", ix.class_names[c], dir);
-            for (int j = 0; j < K; j++) fprintf(stderr, " %s", m.class_names ? m.class_names[j] : "?");
+            for (int j = 0; j < K; j++) fprintf(stderr, " %s", m.class_names[j]);
             fprintf(stderr, "\n");
             goto done;
         }
     }
-    data_bad_files bad;
-    data_cache_opts co = {(size_t)16 << 30, 2, 0};
-    if (data_cache_load(&cache, &ix, &co, &bad)) { cli_fail(dir); goto done; }
-    data_bad_files_free(&bad);
     split = malloc(ix.n);
+    if (!split) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
     if (manifest) {
         if (data_manifest_read(manifest, &ix, split)) { cli_fail(manifest); goto done; }
     } else {
         memset(split, which, ix.n);
     }
-    if (data_split_indices(split, ix.n, which, &idx, &n) || n == 0) { fprintf(stderr, "ferc eval: no samples to evaluate\n"); goto done; }
+    if (data_split_indices(split, ix.n, which, &idx, &n)) { cli_fail("eval"); goto done; }
+    if (n == 0) { fprintf(stderr, "ferc eval: no %s samples to evaluate in %s\n", split_name, manifest ? manifest : dir); goto done; }
+    /* Only the evaluated samples are decoded (into the cache); then each one's decode from its
+     * file is timed on its own for the slowest list. */
+    uint8_t *keep = calloc(ix.n, 1);
+    if (!keep) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
+    for (size_t i = 0; i < n; i++) keep[idx[i]] = 1;
+    int frc = data_index_filter(&ix, keep);
+    free(keep);
+    if (frc) { cli_fail("eval"); goto done; }
+    data_bad_files bad;
+    data_cache_opts co = {(size_t)16 << 30, 2, 0};
+    if (data_cache_load(&cache, &ix, &co, &bad)) { cli_fail(dir); goto done; }
+    if (bad.count) fprintf(stderr, "ferc eval: %zu unreadable images skipped\n", bad.count);
+    data_bad_files_free(&bad);
+    free(idx);
+    idx = NULL;
+    n = ix.n;
+    load_s = calloc(n ? n : 1, sizeof *load_s);
+    idx = malloc((n ? n : 1) * sizeof *idx);
+    if (!load_s || !idx) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+        image im;
+        idx[i] = (uint32_t)i;
+        double t0 = now_s();
+        if (image_load(&im, data_index_path(&ix, i, path, sizeof path), IMAGE_MODE_ANY, 0) == FERC_OK) image_free(&im);
+        load_s[i] = now_s() - t0;
+    }
+    ferc_clear_error();
     char spec[256];
     snprintf(spec, sizeof spec, "resize(%d,%d) | normalize(mean=%.9g/%.9g/%.9g,std=%.9g/%.9g/%.9g)", S, S, m.mean[0],
              m.mean[1], m.mean[2], m.std[0], m.std[1], m.std[2]);
@@ -111,52 +287,65 @@ int cmd_eval(int argc, char **argv)
     }
     data_batch b;
     int r;
-    size_t per = (size_t)3 * S * S;
+    double forward_s = 0;
     while ((r = data_loader_next(L, &b)) > 0) {
         memset(x, 0, per * B * sizeof(float));
         memcpy(x, b.x, per * b.n * sizeof(float));
-        if (nn_exec_forward(ex, x, false, logits)) { cli_fail("eval"); goto done; }
+        memset(acc, 0, sizeof(float) * B * K);
+        double t0 = now_s();
+        for (int v = 0; v < nviews; v++) {
+            if (mode) make_view(x, xv, b.n, S, mode, v);
+            if (nn_exec_forward(ex, mode ? xv : x, false, logits)) { cli_fail("eval"); goto done; }
+            classifier_softmax(logits, b.n, K, probs);
+            for (int i = 0; i < b.n * K; i++) acc[i] += probs[i] / (float)nviews;
+        }
+        forward_s += now_s() - t0;
         for (int i = 0; i < b.n; i++) {
-            float mx = logits[i * K], s = 0;
-            for (int j = 1; j < K; j++) if (logits[i * K + j] > mx) mx = logits[i * K + j];
-            for (int j = 0; j < K; j++) s += probs[i * K + j] = expf(logits[i * K + j] - mx);
-            for (int j = 0; j < K; j++) probs[i * K + j] /= s;
-        }
-        if (tta) { /* mirror every image along the width and average the probabilities */
-            for (int i = 0; i < b.n; i++)
-                for (int c = 0; c < 3; c++)
-                    for (int yy = 0; yy < S; yy++) {
-                        float *row = x + ((size_t)i * 3 + c) * S * S + (size_t)yy * S;
-                        for (int xx = 0; xx < S / 2; xx++) { float t = row[xx]; row[xx] = row[S - 1 - xx]; row[S - 1 - xx] = t; }
-                    }
-            if (nn_exec_forward(ex, x, false, logits)) { cli_fail("eval"); goto done; }
-            for (int i = 0; i < b.n; i++) {
-                float mx = logits[i * K], s = 0;
-                for (int j = 1; j < K; j++) if (logits[i * K + j] > mx) mx = logits[i * K + j];
-                for (int j = 0; j < K; j++) s += probs2[i * K + j] = expf(logits[i * K + j] - mx);
-                for (int j = 0; j < K; j++) probs[i * K + j] = 0.5f * (probs[i * K + j] + probs2[i * K + j] / s);
-            }
-        }
-        int32_t y[4096];
-        for (int i = 0; i < b.n && i < 4096; i++) {
             y[i] = map[b.y[i]];
-            int p = metrics_argmax(probs + (size_t)i * K, K);
-            if (p == y[i]) continue;
-            wrong w = {probs[(size_t)i * K + p], p, b.index[i]};
-            int pos = nworst < 10 ? nworst++ : 9;
-            if (pos == 9 && nworst == 10 && worst[9].conf >= w.conf) continue;
-            worst[pos] = w;
-            for (int k = pos; k > 0 && worst[k].conf > worst[k - 1].conf; k--) { wrong t = worst[k]; worst[k] = worst[k - 1]; worst[k - 1] = t; }
+            rank_push(slow, &nslow, (ranked){(float)load_s[b.index[i]], -1, b.index[i]});
+            int p = metrics_argmax(acc + (size_t)i * K, K);
+            if (p != y[i]) rank_push(worst, &nworst, (ranked){acc[(size_t)i * K + p], p, b.index[i]});
         }
-        metrics_add_scores(&mt, probs, y, b.n);
+        metrics_add_scores(&mt, acc, y, b.n);
     }
     if (r < 0) { cli_fail("eval"); goto done; }
     metrics_finalize(&mt);
-    char *js = NULL;
     if (metrics_to_json(&mt, (const char *const *)m.class_names, &js)) { cli_fail("eval"); goto done; }
+    const double fwd_each = forward_s / (double)(mt.n > 0 ? mt.n : 1); /* the forward pass is the same for every image */
+    for (int i = 0; i < nslow; i++) slow[i].key += (float)fwd_each;
+    {
+        /* add the two image lists to the metrics object */
+        cJSON *o = cJSON_Parse(js), *ws = cJSON_CreateArray(), *ss = cJSON_CreateArray();
+        char path[4096];
+        for (int i = 0; i < nslow; i++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "path", data_index_path(&ix, slow[i].index, path, sizeof path));
+            cJSON_AddNumberToObject(e, "ms", 1e3 * slow[i].key);
+            cJSON_AddItemToArray(ss, e);
+        }
+        for (int i = 0; i < nworst; i++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "path", data_index_path(&ix, worst[i].index, path, sizeof path));
+            cJSON_AddStringToObject(e, "label", m.class_names[map[ix.labels[worst[i].index]]]);
+            cJSON_AddStringToObject(e, "predicted", m.class_names[worst[i].pred]);
+            cJSON_AddNumberToObject(e, "confidence", worst[i].key);
+            cJSON_AddItemToArray(ws, e);
+        }
+        cJSON_AddStringToObject(o, "model", model);
+        cJSON_AddStringToObject(o, "data", manifest ? manifest : dir);
+        cJSON_AddStringToObject(o, "tta", tta ? tta : "none");
+        cJSON_AddItemToObject(o, "slowest", ss);
+        cJSON_AddItemToObject(o, "most_confident_wrong", ws);
+        char *full = o ? cJSON_PrintUnformatted(o) : NULL;
+        cJSON_Delete(o);
+        if (!full) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
+        free(js);
+        js = full;
+    }
     if (json) printf("%s\n", js);
     else {
-        printf("model %s (%s, %d classes, %dx%d) on %s: %lld images%s\n", model, m.arch, K, S, S, dir, (long long)mt.n, tta ? ", tta flip" : "");
+        printf("model %s (%s, %d classes, %dx%d) on %s: %lld images%s%s\n", model, m.arch, K, S, S,
+               manifest ? manifest : dir, (long long)mt.n, tta ? ", tta " : "", tta ? tta : "");
         printf("accuracy %.4f  balanced accuracy %.4f  macro F1 %.4f  top-2 %.4f\n\n", mt.accuracy, mt.balanced_accuracy, mt.macro_f1, mt.top2_accuracy);
         printf("%-12s %9s %9s %9s %8s\n", "class", "precision", "recall", "f1", "support");
         for (int c = 0; c < K; c++)
@@ -169,21 +358,25 @@ int cmd_eval(int argc, char **argv)
             for (int p = 0; p < K; p++) printf(" %8lld", (long long)mt.confusion[(size_t)t * K + p]);
             printf("\n");
         }
-        printf("\nmost confidently wrong:\n");
-        char path[2048];
+        char path[4096];
+        printf("\nforward passes %.2f s (%.0f images/s)\nslowest (decode + mean forward time per image):\n",
+               forward_s, (double)mt.n / (forward_s > 0 ? forward_s : 1));
+        for (int i = 0; i < nslow; i++) printf("  %7.3f ms  %s\n", 1e3 * slow[i].key, data_index_path(&ix, slow[i].index, path, sizeof path));
+        printf("most confidently wrong (confidence, predicted, true, path):\n");
         for (int i = 0; i < nworst; i++)
-            printf("  %.3f %-10s %s\n", worst[i].conf, m.class_names[worst[i].pred], data_index_path(&ix, worst[i].index, path, sizeof path));
+            printf("  %.3f %-9s %-9s %s\n", worst[i].key, m.class_names[worst[i].pred], m.class_names[map[ix.labels[worst[i].index]]],
+                   data_index_path(&ix, worst[i].index, path, sizeof path));
     }
     if (out) {
-        char path[2048];
+        char path[4096];
         snprintf(path, sizeof path, "%s/confusion.png", out);
-        if (file_mkdirs(out) || report_confusion_png(path, mt.confusion, K, (const char *const *)m.class_names)) { free(js); cli_fail(out); goto done; }
+        if (file_mkdirs(out) || report_confusion_png(path, mt.confusion, K, (const char *const *)m.class_names)) { cli_fail(out); goto done; }
         snprintf(path, sizeof path, "%s/eval.json", out);
-        if (file_write_atomic(path, js, strlen(js))) { free(js); cli_fail(out); goto done; }
+        if (file_write_atomic(path, js, strlen(js))) { cli_fail(out); goto done; }
     }
-    free(js);
     rc = CLI_OK;
 done:
+    free(js);
     metrics_free(&mt);
     nn_exec_destroy(ex);
     data_loader_destroy(L);
@@ -192,6 +385,6 @@ done:
     data_index_free(&ix);
     nn_graph_destroy(g);
     models_meta_free(&m);
-    free(map); free(x); free(logits); free(probs); free(probs2); free(split); free(idx);
+    free(map); free(x); free(xv); free(logits); free(probs); free(acc); free(y); free(split); free(idx); free(load_s);
     return rc;
 }

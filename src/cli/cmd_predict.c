@@ -26,8 +26,8 @@ enum { DEFAULT_BATCH = 32, DEFAULT_TOP = 3 };
 
 static void usage(void)
 {
-    printf("usage: ferc predict --model MODEL [options] IMAGE...\n"
-           "       ferc predict --model MODEL --no-detect [--json] [--batch B] IMAGE...\n\n"
+    printf("usage: ferc predict [--model MODEL] [options] IMAGE...\n"
+           "       ferc predict [--model MODEL] --no-detect [--json] [--batch B] IMAGE...\n\n"
            "Finds the faces in each image (Viola-Jones cascade, as ferc detect) and classifies the\n"
            "expression of each: the face is cropped with a margin, made gray, resized to the model's\n"
            "input size and normalized with the model's mean/std; all faces of an image go through\n"
@@ -36,7 +36,7 @@ static void usage(void)
            "FER images): gray replicated to 3 channels, resized to the model's input size unless it\n"
            "already has it, normalized with the model's mean/std, B images per batch.\n\n"
            "options:\n"
-           "  --model FILE    a ferc model (.safetensors); required\n"
+           "  --model FILE    a ferc model (.safetensors); default: the shipped model\n"
            "  --json          print a JSON list, one object per image that could be read:\n"
            "                  {\"image\": PATH, \"width\": W, \"height\": H, \"faces\": [{\"box\": [x, y, w, h],\n"
            "                   \"label\": NAME, \"confidence\": p, \"probabilities\": {NAME: p, ...},\n"
@@ -445,8 +445,8 @@ int cmd_predict(int argc, char **argv)
             paths[npaths++] = a;
         }
     }
-    if (rc == CLI_OK && !o.model)
-        rc = cli_usage_error("predict", "--model is required: the ferc model (.safetensors) to classify with");
+    if (rc == CLI_OK && !o.model && !(o.model = ferc_default_model_path()))
+        rc = cli_usage_error("predict", "no --model given and the default model is not installed (set FERC_MODEL)");
     if (rc == CLI_OK && !npaths) rc = cli_usage_error("predict", "no images given");
     if (rc == CLI_OK && no_detect && (o.annotate || o.cascade || o.margin >= 0 || top_given))
         rc = cli_usage_error("predict", "--annotate, --cascade, --margin and --top need face detection (not with --no-detect)");

@@ -203,6 +203,24 @@ static int plan(face_recognizer *r, int i, nn_exec **ex)
     return FERC_OK;
 }
 
+/* Runs the network on the first m inputs of r->x (m <= max_batch), padding with zeros to the
+ * plan's batch, and writes rows [0, m) of logits/probs (either may be NULL). */
+static int run_filled(face_recognizer *r, int m, float *logits, float *probs)
+{
+    const int k = r->meta.num_classes, s = r->meta.img_size;
+    const size_t per = (size_t)3 * s * s;
+    int pi = 0;
+    while ((1 << pi) < m) pi++;
+    memset(r->x + (size_t)m * per, 0, (size_t)((1 << pi) - m) * per * sizeof(float));
+    nn_exec *ex = NULL;
+    int rc;
+    if ((rc = plan(r, pi, &ex))) return rc;
+    if ((rc = nn_exec_forward(ex, r->x, false, r->out))) return rc;
+    if (logits) memcpy(logits, r->out, (size_t)m * k * sizeof(float));
+    if (probs) classifier_softmax(r->out, m, k, probs);
+    return FERC_OK;
+}
+
 int face_recognizer_classify(face_recognizer *r, const image *img, const face_box *boxes, int n, float *logits,
                              float *probs)
 {
@@ -210,9 +228,6 @@ int face_recognizer_classify(face_recognizer *r, const image *img, const face_bo
     const size_t per = (size_t)3 * s * s;
     for (int start = 0; start < n; start += r->p.max_batch) {
         const int m = n - start < r->p.max_batch ? n - start : r->p.max_batch;
-        int pi = 0;
-        while ((1 << pi) < m) pi++;
-        const int padded = 1 << pi;
         int rc;
         for (int i = 0; i < m; i++) {
             image crop;
@@ -221,14 +236,22 @@ int face_recognizer_classify(face_recognizer *r, const image *img, const face_bo
             image_free(&crop);
             if (rc) return rc;
         }
-        memset(r->x + (size_t)m * per, 0, (size_t)(padded - m) * per * sizeof(float));
-        nn_exec *ex = NULL;
-        if ((rc = plan(r, pi, &ex))) return rc;
-        if ((rc = nn_exec_forward(ex, r->x, false, r->out))) return rc;
-        if (logits) memcpy(logits + (size_t)start * k, r->out, (size_t)m * k * sizeof(float));
-        if (probs) classifier_softmax(r->out, m, k, probs + (size_t)start * k);
+        if ((rc = run_filled(r, m, logits ? logits + (size_t)start * k : NULL, probs ? probs + (size_t)start * k : NULL)))
+            return rc;
     }
     return FERC_OK;
+}
+
+int face_recognizer_classify_crop(face_recognizer *r, const image *face, float *logits, float *probs)
+{
+    if (!face || !face->data || face->width <= 0 || face->height <= 0)
+        return ferc_set_error(FERC_ERR_INVALID, "classify: empty image");
+    image gray = {0};
+    int rc = FERC_OK;
+    if (face->channels != 1 && (rc = image_to_gray(&gray, face))) return rc;
+    rc = classify_preprocess(&r->meta, face->channels == 1 ? face : &gray, r->x);
+    image_free(&gray);
+    return rc ? rc : run_filled(r, 1, logits, probs);
 }
 
 int face_recognize(face_recognizer *r, const image *img, face_box **boxes, int *n, float **logits, float **probs)

@@ -58,6 +58,9 @@ int face_recognizer_detect(face_recognizer *r, const image *img, face_box **boxe
  * logits and probs are (n, K); either may be NULL. n = 0 does nothing. */
 int face_recognizer_classify(face_recognizer *r, const image *img, const face_box *boxes, int n, float *logits,
                              float *probs);
+/* Classifies one image that is already a face crop (a FER image): made gray, resized to
+ * img_size, normalized. logits and probs are (1, K); either may be NULL. */
+int face_recognizer_classify_crop(face_recognizer *r, const image *face, float *logits, float *probs);
 /* The crop that face_recognizer_classify feeds the network for a box: the box grown by the
  * margin, gray, at the crop's own size (before the resize to img_size). dst is allocated. */
 int face_recognizer_crop(const face_recognizer *r, const image *img, const face_box *box, image *dst);

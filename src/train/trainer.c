@@ -78,6 +78,9 @@ static int write_config(const trainer_config *c, const char *path)
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
     cJSON_AddStringToObject(o, "ferc_version", ferc_version());
     cJSON_AddStringToObject(o, "data", c->data_dir);
+    char *abs = realpath(c->data_dir, NULL); /* lets `ferc eval --data RUN/split.csv` find the images */
+    cJSON_AddStringToObject(o, "data_abs", abs ? abs : c->data_dir);
+    free(abs);
     cJSON_AddStringToObject(o, "arch", c->arch);
     cJSON_AddStringToObject(o, "weights", c->weights);
     cJSON_AddStringToObject(o, "out", c->out_dir);

@@ -1,0 +1,156 @@
+/* api: the public recognition API of include/ferc.h, a thin layer over face/recognize and
+ * image/. Types cross the boundary by copy (ferc_image has image's layout by construction). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ferc.h"
+
+#include "core/core.h"
+#include "face/recognize.h"
+#include "image/image.h"
+
+#ifndef FERC_DEFAULT_MODEL
+#define FERC_DEFAULT_MODEL "ferc-resnet18-fer48.safetensors"
+#endif
+#ifndef FERC_DATA_DIR
+#define FERC_DATA_DIR "/usr/local/share/ferc"
+#endif
+
+struct ferc_recognizer {
+    face_recognizer *r;
+};
+
+static image as_image(const ferc_image *img)
+{
+    return (image){.width = img->width, .height = img->height, .channels = img->channels, .stride = img->stride,
+                   .data = img->data};
+}
+
+int ferc_image_load(ferc_image *img, const char *path)
+{
+    memset(img, 0, sizeof *img);
+    image im;
+    int rc = image_load(&im, path, IMAGE_MODE_RGB, 1);
+    if (rc) return rc;
+    *img = (ferc_image){.width = im.width, .height = im.height, .channels = im.channels, .stride = im.stride,
+                        .data = im.data};
+    return FERC_OK;
+}
+
+void ferc_image_free(ferc_image *img)
+{
+    if (!img) return;
+    free(img->data);
+    memset(img, 0, sizeof *img);
+}
+
+static int readable(const char *path) { return access(path, R_OK) == 0; }
+
+const char *ferc_default_model_path(void)
+{
+    static _Thread_local char buf[4096];
+    const char *env = getenv("FERC_MODEL");
+    if (env && *env) return env;
+    /* the source tree ferc was built from (a build folder next to models/) */
+    snprintf(buf, sizeof buf, "%s/models/%s", FERC_SOURCE_DIR, FERC_DEFAULT_MODEL);
+    if (readable(buf)) return buf;
+    /* next to the executable: <prefix>/bin/ferc -> <prefix>/share/ferc/models, or build/ -> models/ */
+    char exe[3072];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, sizeof buf, "%s/../share/ferc/models/%s", exe, FERC_DEFAULT_MODEL);
+            if (readable(buf)) return buf;
+            snprintf(buf, sizeof buf, "%s/../models/%s", exe, FERC_DEFAULT_MODEL);
+            if (readable(buf)) return buf;
+        }
+    }
+    snprintf(buf, sizeof buf, "%s/models/%s", FERC_DATA_DIR, FERC_DEFAULT_MODEL);
+    if (readable(buf)) return buf;
+    return NULL;
+}
+
+int ferc_recognizer_create(ferc_recognizer **out, const char *model_path, const char *cascade_path)
+{
+    *out = NULL;
+    if (!model_path && !(model_path = ferc_default_model_path()))
+        return ferc_set_error(FERC_ERR_NOT_FOUND,
+                              "no model given and the default model (%s) was not found; set FERC_MODEL or pass a path",
+                              FERC_DEFAULT_MODEL);
+    ferc_recognizer *r = calloc(1, sizeof *r);
+    if (!r) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    int rc = face_recognizer_create(&r->r, model_path, cascade_path, NULL);
+    if (!rc && face_recognizer_num_classes(r->r) > FERC_MAX_CLASSES)
+        rc = ferc_set_error(FERC_ERR_UNSUPPORTED, "%s: %d classes; the public API carries at most %d", model_path,
+                            face_recognizer_num_classes(r->r), FERC_MAX_CLASSES);
+    if (rc) {
+        ferc_recognizer_destroy(r);
+        return rc;
+    }
+    *out = r;
+    return FERC_OK;
+}
+
+void ferc_recognizer_destroy(ferc_recognizer *r)
+{
+    if (!r) return;
+    face_recognizer_destroy(r->r);
+    free(r);
+}
+
+int ferc_recognizer_num_classes(const ferc_recognizer *r) { return face_recognizer_num_classes(r->r); }
+
+const char *ferc_recognizer_class_name(const ferc_recognizer *r, int i)
+{
+    return face_recognizer_class_name(r->r, i);
+}
+
+static void fill_face(ferc_face *f, const float *probs, int k)
+{
+    memset(f->probs, 0, sizeof f->probs);
+    memcpy(f->probs, probs, (size_t)k * sizeof *probs);
+    f->label = face_argmax(probs, k);
+    f->confidence = probs[f->label];
+}
+
+int ferc_recognize(ferc_recognizer *r, const ferc_image *img, ferc_face **faces, int *count)
+{
+    *faces = NULL;
+    *count = 0;
+    if (!r || !img || !img->data) return ferc_set_error(FERC_ERR_INVALID, "recognize: no recognizer or no image");
+    const image im = as_image(img);
+    face_box *boxes;
+    float *logits, *probs;
+    int n, rc = face_recognize(r->r, &im, &boxes, &n, &logits, &probs);
+    if (rc) return rc;
+    const int k = face_recognizer_num_classes(r->r);
+    ferc_face *out = n ? calloc((size_t)n, sizeof *out) : NULL;
+    if (n && !out) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    for (int i = 0; !rc && i < n; i++) {
+        out[i].x = boxes[i].x, out[i].y = boxes[i].y, out[i].w = boxes[i].w, out[i].h = boxes[i].h;
+        fill_face(&out[i], probs + (size_t)i * k, k);
+    }
+    free(boxes), free(logits), free(probs);
+    if (rc) return rc;
+    *faces = out;
+    *count = n;
+    return FERC_OK;
+}
+
+int ferc_classify(ferc_recognizer *r, const ferc_image *img, ferc_face *face)
+{
+    memset(face, 0, sizeof *face);
+    if (!r || !img || !img->data) return ferc_set_error(FERC_ERR_INVALID, "classify: no recognizer or no image");
+    const image im = as_image(img);
+    float probs[FERC_MAX_CLASSES];
+    int rc = face_recognizer_classify_crop(r->r, &im, NULL, probs);
+    if (rc) return rc;
+    face->w = img->width, face->h = img->height;
+    fill_face(face, probs, face_recognizer_num_classes(r->r));
+    return FERC_OK;
+}

@@ -1,0 +1,177 @@
+/* The public API of include/ferc.h: ferc_recognize on the committed public-domain photo with a
+ * resnet18 model made here (fixed random weights) gives the detector's box and exactly the
+ * probabilities of the internal pipeline (face_recognize); ferc_classify gives exactly the
+ * classifier's output on the gray image; FERC_MODEL selects the default model; bad inputs
+ * (missing model, corrupt model, missing image, NULL arguments) return status codes with
+ * messages. The shipped default model, when present, loads and classifies the photo. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ferc.h"
+#include "core/core.h"
+#include "face/recognize.h"
+#include "image/image.h"
+#include "models/classify.h"
+#include "models/models.h"
+#include "testutil.h"
+
+#define PHOTO "tests/fixtures/faces/Tom_Cruise_avp_2014_4.jpg"
+static const char *const classes[6] = {"Angry", "Fear", "Happy", "Neutral", "Sad", "Surprise"};
+
+static void make_model(const char *path)
+{
+    nn_graph *g = NULL;
+    models_meta m;
+    CHECK_OK(models_build(&g, "resnet18", 6, 11));
+    models_meta_init(&m, "resnet18", 6);
+    CHECK_OK(models_meta_set_classes(&m, classes, 6));
+    m.img_size = 48;
+    for (int c = 0; c < 3; c++) m.mean[c] = 0.5f, m.std[c] = 0.25f;
+    if (g) CHECK_OK(models_save(path, g, &m, ST_F32));
+    models_meta_free(&m);
+    nn_graph_destroy(g);
+}
+
+static void check_face_probs(const ferc_face *f, int k)
+{
+    double s = 0;
+    int best = 0;
+    for (int j = 0; j < k; j++) {
+        s += f->probs[j];
+        if (f->probs[j] > f->probs[best]) best = j;
+    }
+    for (int j = k; j < FERC_MAX_CLASSES; j++) CHECK(f->probs[j] == 0, "unused probability %d is %g", j, (double)f->probs[j]);
+    CHECK(fabs(s - 1) < 1e-5, "probabilities sum to %g", s);
+    CHECK(f->label == best && f->confidence == f->probs[best], "label %d (best %d), confidence %g", f->label, best,
+          (double)f->confidence);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/ferc_test_api_XXXXXX", model[300], corrupt[300];
+    if (!mkdtemp(dir)) return test_skip("no temporary folder");
+    snprintf(model, sizeof model, "%s/r18.safetensors", dir);
+    snprintf(corrupt, sizeof corrupt, "%s/corrupt.safetensors", dir);
+    make_model(model);
+
+    ferc_recognizer *r = NULL;
+    CHECK_OK(ferc_recognizer_create(&r, model, NULL));
+    ferc_image img;
+    CHECK_OK(ferc_image_load(&img, PHOTO));
+    CHECK(img.channels == 3 && img.width > 0 && img.height > 0, "photo %dx%dx%d", img.width, img.height, img.channels);
+    if (r && img.data) {
+        CHECK(ferc_recognizer_num_classes(r) == 6, "classes");
+        for (int j = 0; j < 6; j++)
+            CHECK(!strcmp(ferc_recognizer_class_name(r, j), classes[j]), "class %d named %s", j, ferc_recognizer_class_name(r, j));
+        CHECK(ferc_recognizer_class_name(r, 6) == NULL && ferc_recognizer_class_name(r, -1) == NULL, "out of range names");
+
+        ferc_face *faces = NULL;
+        int n = -1;
+        CHECK_OK(ferc_recognize(r, &img, &faces, &n));
+        CHECK(n == 1 && faces, "one face (got %d)", n);
+        /* the same pipeline through the internal API */
+        face_recognizer *fr = NULL;
+        CHECK_OK(face_recognizer_create(&fr, model, NULL, NULL));
+        image im = {img.width, img.height, img.channels, img.stride, img.data};
+        face_box *boxes = NULL;
+        float *logits = NULL, *probs = NULL;
+        int n2 = 0;
+        if (fr) CHECK_OK(face_recognize(fr, &im, &boxes, &n2, &logits, &probs));
+        CHECK(n2 == n, "internal pipeline found %d faces", n2);
+        for (int i = 0; i < n && i < n2; i++) {
+            CHECK(faces[i].x == boxes[i].x && faces[i].y == boxes[i].y && faces[i].w == boxes[i].w && faces[i].h == boxes[i].h,
+                  "box %d: %d,%d %dx%d vs %d,%d %dx%d", i, faces[i].x, faces[i].y, faces[i].w, faces[i].h, boxes[i].x,
+                  boxes[i].y, boxes[i].w, boxes[i].h);
+            CHECK(!memcmp(faces[i].probs, probs + (size_t)i * 6, 6 * sizeof(float)), "probabilities of face %d", i);
+            check_face_probs(&faces[i], 6);
+        }
+        if (n == 1) CHECK(faces[0].x == 49 && faces[0].y == 206 && faces[0].w == 457 && faces[0].h == 457,
+                          "OpenCV's box (49, 206, 457, 457); got (%d, %d, %d, %d)", faces[0].x, faces[0].y, faces[0].w, faces[0].h);
+        free(faces), free(boxes), free(logits), free(probs);
+        face_recognizer_destroy(fr);
+
+        /* a whole image as one face: the classifier's result on the gray picture */
+        ferc_face one;
+        CHECK_OK(ferc_classify(r, &img, &one));
+        check_face_probs(&one, 6);
+        CHECK(one.x == 0 && one.y == 0 && one.w == img.width && one.h == img.height, "whole-image box");
+        classifier *c = NULL;
+        image gray = {0};
+        float want[6];
+        CHECK_OK(classifier_load(&c, model));
+        CHECK_OK(image_to_gray(&gray, &im));
+        if (c && gray.data) {
+            CHECK_OK(classifier_run_images(c, &gray, 1, NULL, want));
+            CHECK(!memcmp(want, one.probs, sizeof want), "ferc_classify = classifier on the gray image");
+        }
+        image_free(&gray);
+        classifier_destroy(c);
+
+        /* a blank picture has no face: success, no list */
+        ferc_image blank = {64, 48, 1, 64, calloc(64 * 48, 1)};
+        faces = (ferc_face *)&one;
+        n = -1;
+        CHECK_OK(ferc_recognize(r, &blank, &faces, &n));
+        CHECK(n == 0 && faces == NULL, "blank: %d faces", n);
+        free(blank.data);
+
+        /* argument errors */
+        CHECK(ferc_recognize(r, NULL, &faces, &n) == FERC_ERR_INVALID, "NULL image");
+        CHECK(ferc_classify(r, NULL, &one) == FERC_ERR_INVALID, "NULL image to classify");
+    }
+    ferc_image_free(&img);
+    ferc_recognizer_destroy(r);
+
+    /* missing and corrupt files */
+    ferc_recognizer *bad = NULL;
+    CHECK(ferc_recognizer_create(&bad, "/nonexistent/model.safetensors", NULL) == FERC_ERR_IO && !bad, "missing model");
+    CHECK(strstr(ferc_last_error(), "/nonexistent/model.safetensors") != NULL, "message names the file: %s", ferc_last_error());
+    FILE *f = fopen(corrupt, "wb");
+    if (f) {
+        fputs("\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": truncated", f);
+        fclose(f);
+    }
+    CHECK(ferc_recognizer_create(&bad, corrupt, NULL) == FERC_ERR_FORMAT && !bad, "corrupt model: %s", ferc_last_error());
+    CHECK(ferc_recognizer_create(&bad, model, "/nonexistent/cascade.xml") == FERC_ERR_IO && !bad, "missing cascade");
+    ferc_image none;
+    CHECK(ferc_image_load(&none, "/nonexistent/photo.jpg") == FERC_ERR_IO && none.data == NULL, "missing image");
+    CHECK(ferc_image_load(&none, corrupt) == FERC_ERR_FORMAT && none.data == NULL, "not an image: %s", ferc_last_error());
+
+    /* the default model: FERC_MODEL wins */
+    setenv("FERC_MODEL", model, 1);
+    const char *def = ferc_default_model_path();
+    CHECK(def && !strcmp(def, model), "FERC_MODEL selects the default (%s)", def ? def : "NULL");
+    CHECK_OK(ferc_recognizer_create(&bad, NULL, NULL));
+    ferc_recognizer_destroy(bad);
+    bad = NULL;
+    unsetenv("FERC_MODEL");
+
+    /* the shipped model, when this tree has one */
+    def = ferc_default_model_path();
+    if (def) {
+        printf("default model: %s\n", def);
+        CHECK_OK(ferc_recognizer_create(&r, NULL, NULL));
+        CHECK_OK(ferc_image_load(&img, PHOTO));
+        ferc_face *faces = NULL;
+        int n = 0;
+        if (r && img.data) CHECK_OK(ferc_recognize(r, &img, &faces, &n));
+        CHECK(n == 1, "the shipped model sees one face (%d)", n);
+        if (n == 1) {
+            check_face_probs(&faces[0], ferc_recognizer_num_classes(r));
+            printf("photo: %s %.2f\n", ferc_recognizer_class_name(r, faces[0].label), (double)faces[0].confidence);
+        }
+        free(faces);
+        ferc_image_free(&img);
+        ferc_recognizer_destroy(r);
+    } else {
+        printf("no shipped default model in this tree (models/)\n");
+    }
+
+    unlink(model);
+    unlink(corrupt);
+    rmdir(dir);
+    return test_finish("test_api");
+}
