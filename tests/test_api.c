@@ -19,21 +19,6 @@
 #include "testutil.h"
 
 #define PHOTO "tests/fixtures/faces/Tom_Cruise_avp_2014_4.jpg"
-static const char *const classes[6] = {"Angry", "Fear", "Happy", "Neutral", "Sad", "Surprise"};
-
-static void make_model(const char *path)
-{
-    nn_graph *g = NULL;
-    models_meta m;
-    CHECK_OK(models_build(&g, "resnet18", 6, 11));
-    models_meta_init(&m, "resnet18", 6);
-    CHECK_OK(models_meta_set_classes(&m, classes, 6));
-    m.img_size = 48;
-    for (int c = 0; c < 3; c++) m.mean[c] = 0.5f, m.std[c] = 0.25f;
-    if (g) CHECK_OK(models_save(path, g, &m, ST_F32));
-    models_meta_free(&m);
-    nn_graph_destroy(g);
-}
 
 static void check_face_probs(const ferc_face *f, int k)
 {
@@ -55,7 +40,7 @@ int main(void)
     if (!mkdtemp(dir)) return test_skip("no temporary folder");
     snprintf(model, sizeof model, "%s/r18.safetensors", dir);
     snprintf(corrupt, sizeof corrupt, "%s/corrupt.safetensors", dir);
-    make_model(model);
+    test_make_model(model, "resnet18", 48, 11);
 
     ferc_recognizer *r = NULL;
     CHECK_OK(ferc_recognizer_create(&r, model, NULL));
@@ -65,7 +50,7 @@ int main(void)
     if (r && img.data) {
         CHECK(ferc_recognizer_num_classes(r) == 6, "classes");
         for (int j = 0; j < 6; j++)
-            CHECK(!strcmp(ferc_recognizer_class_name(r, j), classes[j]), "class %d named %s", j, ferc_recognizer_class_name(r, j));
+            CHECK(!strcmp(ferc_recognizer_class_name(r, j), test_fer_classes[j]), "class %d named %s", j, ferc_recognizer_class_name(r, j));
         CHECK(ferc_recognizer_class_name(r, 6) == NULL && ferc_recognizer_class_name(r, -1) == NULL, "out of range names");
 
         ferc_face *faces = NULL;

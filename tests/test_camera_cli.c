@@ -18,65 +18,12 @@
 #include "testutil.h"
 
 #define PHOTO "tests/fixtures/faces/Tom_Cruise_avp_2014_4.jpg"
-static const char *const classes[6] = {"Angry", "Fear", "Happy", "Neutral", "Sad", "Surprise"};
 static char dir[256], model[300];
-
-__attribute__((format(printf, 1, 2))) static int sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
-/* Runs a command, capturing stdout into *out (caller frees); returns the exit status. */
-static int run(char **out, const char *cmd)
-{
-    FILE *p = popen(cmd, "r");
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    if (!p || !buf) {
-        free(buf);
-        if (p) pclose(p);
-        *out = NULL;
-        return -1;
-    }
-    size_t k;
-    while ((k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += k;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) break;
-            buf = nb;
-        }
-    }
-    buf[n] = 0;
-    *out = buf;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void make_model(void)
-{
-    nn_graph *g = NULL;
-    models_meta m;
-    snprintf(model, sizeof model, "%s/r18_48.safetensors", dir);
-    CHECK_OK(models_build(&g, "resnet18", 6, 7));
-    models_meta_init(&m, "resnet18", 6);
-    CHECK_OK(models_meta_set_classes(&m, classes, 6));
-    m.img_size = 48;
-    for (int c = 0; c < 3; c++) m.mean[c] = 0.5f, m.std[c] = 0.25f;
-    if (g) CHECK_OK(models_save(model, g, &m, ST_F32));
-    models_meta_free(&m);
-    nn_graph_destroy(g);
-}
 
 static int is_class(const char *s)
 {
     for (int i = 0; i < 6; i++)
-        if (s && !strcmp(s, classes[i])) return 1;
+        if (s && !strcmp(s, test_fer_classes[i])) return 1;
     return 0;
 }
 
@@ -85,8 +32,8 @@ static void check_probs(const cJSON *p, const char *what, int line)
     CHECK(cJSON_IsObject(p) && cJSON_GetArraySize(p) == 6, "line %d: %s has 6 entries", line, what);
     double sum = 0;
     for (int i = 0; i < 6; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, classes[i]);
-        CHECK(cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 1, "line %d: %s[%s]", line, what, classes[i]);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, test_fer_classes[i]);
+        CHECK(cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 1, "line %d: %s[%s]", line, what, test_fer_classes[i]);
         if (cJSON_IsNumber(v)) sum += v->valuedouble;
     }
     CHECK(fabs(sum - 1) < 1e-4, "line %d: %s sums to %g", line, what, sum);
@@ -158,19 +105,20 @@ int main(void)
     if (system("ffmpeg -version >/dev/null 2>&1") != 0) return test_skip("the ffmpeg command is not installed");
     snprintf(dir, sizeof dir, "/tmp/ferc_test_camera_%d", (int)getpid());
     CHECK_OK(file_mkdirs(dir));
-    make_model();
+    snprintf(model, sizeof model, "%s/r18_48.safetensors", dir);
+    test_make_model(model, "resnet18", 48, 7);
     char cmd[2048], *out = NULL;
     int rc;
 
     /* a 12-frame clip: the photo scaled to 280x400, panning a little */
-    CHECK(sh("ffmpeg -v error -y -loop 1 -i " PHOTO " -vf \"scale=280:400,crop=240:360:x='20+10*sin(t*3)':y=20\" "
+    CHECK(test_sh("ffmpeg -v error -y -loop 1 -i " PHOTO " -vf \"scale=280:400,crop=240:360:x='20+10*sin(t*3)':y=20\" "
              "-r 10 -frames:v 12 -pix_fmt yuv420p %s/clip.mp4",
              dir) == 0);
     snprintf(cmd, sizeof cmd, "%s camera --model %s --video %s/clip.mp4 --jsonl --max-frames 10 --output %s/annotated.mp4 --stats 2>%s/err.txt",
              bin, model, dir, dir, dir);
-    rc = run(&out, cmd);
+    rc = test_capture(cmd, &out);
     CHECK(rc == 0, "exit status %d", rc);
-    if (rc) sh("cat %s/err.txt >&2", dir);
+    if (rc) test_sh("cat %s/err.txt >&2", dir);
     int faces = 0, ids = 0;
     int lines = out ? check_jsonl(out, 240, 360, &faces, &ids, 0) : 0;
     printf("video: %d lines, %d faces, %d distinct ids\n", lines, faces, ids);
@@ -193,10 +141,10 @@ int main(void)
     CHECK(system(cmd) == 0, "--stats prints the timings");
 
     /* image folder: the photo and a blank picture (no face) */
-    CHECK(sh("mkdir -p %s/imgs && cp " PHOTO " %s/imgs/1.jpg && ffmpeg -v error -y -f lavfi -i color=gray:size=64x48 -frames:v 1 %s/imgs/2.png",
+    CHECK(test_sh("mkdir -p %s/imgs && cp " PHOTO " %s/imgs/1.jpg && ffmpeg -v error -y -f lavfi -i color=gray:size=64x48 -frames:v 1 %s/imgs/2.png",
              dir, dir, dir) == 0);
     snprintf(cmd, sizeof cmd, "%s camera --model %s --images %s/imgs --jsonl --full 2>/dev/null", bin, model, dir);
-    rc = run(&out, cmd);
+    rc = test_capture(cmd, &out);
     CHECK(rc == 0, "exit status %d", rc);
     lines = out ? check_jsonl(out, 0, 0, &faces, &ids, 1) : 0;
     CHECK(lines == 2 && faces == 1, "images: %d lines, %d faces", lines, faces);
@@ -207,24 +155,30 @@ int main(void)
     char devs[256];
     int ndev = video_list_devices(devs, sizeof devs);
     snprintf(cmd, sizeof cmd, "%s camera --model %s --device /dev/video-ferc-none 2>&1 >/dev/null", bin, model);
-    rc = run(&out, cmd);
+    rc = test_capture(cmd, &out);
     printf("no camera -> %d: %s", rc, out ? out : "");
     CHECK(rc == 1 && out && strstr(out, "video devices found: "), "no-camera error");
     if (!ndev) CHECK(out && strstr(out, "video devices found: none"));
     free(out);
     snprintf(cmd, sizeof cmd, "env -u DISPLAY -u WAYLAND_DISPLAY %s camera --model %s --video %s/clip.mp4 --window 2>&1 >/dev/null", bin, model, dir);
-    rc = run(&out, cmd);
+    rc = test_capture(cmd, &out);
     printf("no display -> %d: %s", rc, out ? out : "");
     CHECK(rc == 1 && out && strstr(out, "window"), "no-display error");
     free(out);
-    snprintf(cmd, sizeof cmd, "%s camera --video x.mp4 2>&1", bin);
-    rc = run(&out, cmd);
-    CHECK(rc == 2 && out && strstr(out, "--model"), "usage error without --model");
+    /* without --model: the default model (FERC_MODEL); a missing one is named */
+    snprintf(cmd, sizeof cmd, "FERC_MODEL=%s %s camera --video %s/clip.mp4 --max-frames 2 --jsonl 2>&1", model, bin, dir);
+    rc = test_capture(cmd, &out);
+    CHECK(rc == 0 && out && strstr(out, "\"faces\""), "FERC_MODEL is the default model: %d %s", rc, out ? out : "");
+    free(out);
+    snprintf(cmd, sizeof cmd, "FERC_MODEL=/nonexistent/m.safetensors %s camera --video %s/clip.mp4 2>&1", bin, dir);
+    rc = test_capture(cmd, &out);
+    CHECK(rc == 1 && out && strstr(out, "/nonexistent/m.safetensors"), "a missing default model is named: %d %s", rc,
+          out ? out : "");
     free(out);
     snprintf(cmd, sizeof cmd, "%s camera --model %s --video %s/clip.mp4 --smooth 0 2>&1", bin, model, dir);
-    rc = run(&out, cmd);
+    rc = test_capture(cmd, &out);
     CHECK(rc == 2, "--smooth 0 is refused");
     free(out);
-    if (!test_failures && !getenv("FERC_TEST_KEEP")) sh("rm -rf %s", dir); /* FERC_TEST_KEEP: keep the model and videos */
+    if (!test_failures && !getenv("FERC_TEST_KEEP")) test_sh("rm -rf %s", dir); /* FERC_TEST_KEEP: keep the model and videos */
     return test_finish("test_camera_cli");
 }

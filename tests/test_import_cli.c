@@ -22,36 +22,12 @@ static int run(const char *args, bool merge, char **out)
 {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "'%s' %s %s", bin, args, merge ? "2>&1" : "2>/dev/null");
-    FILE *p = popen(cmd, "r");
-    size_t cap = 1 << 16, len = 0, n;
-    char *buf = malloc(cap);
-    if (!p || !buf) {
-        free(buf);
-        *out = NULL;
-        return -1;
-    }
-    while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += n;
-        if (len + 1 == cap) {
-            char *b = realloc(buf, cap *= 2);
-            if (!b) break;
-            buf = b;
-        }
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
-    *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return test_capture(cmd, out);
 }
 
 static void expect(const char *args, int want_rc, const char *const *needles)
 {
-    char *out;
-    int rc = run(args, true, &out);
-    CHECK(rc == want_rc, "ferc %s: exit %d, want %d\n%s", args, rc, want_rc, out ? out : "");
-    for (int i = 0; needles[i] && out; i++)
-        CHECK(strstr(out, needles[i]) != NULL, "ferc %s: output lacks '%s':\n%s", args, needles[i], out);
-    free(out);
+    test_expect_ferc(bin, args, want_rc, needles);
 }
 
 #define IMG "tests/fixtures/parity/"

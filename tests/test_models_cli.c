@@ -1,5 +1,6 @@
 /* `ferc info`: the figures of the issue, help with defaults, clear errors, and a model file's
  * metadata. Runs the binary named by $FERC_BIN (set by CTest); skips without it. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,42 +13,9 @@
 
 static const char *bin;
 
-/* Runs `ferc ARGS 2>&1`; returns the exit code and the output (caller frees). */
-static int run(const char *args, char **out)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin, args);
-    FILE *p = popen(cmd, "r");
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    if (!p || !buf) {
-        free(buf);
-        *out = NULL;
-        return -1;
-    }
-    size_t n;
-    while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += n;
-        if (len + 1 == cap) {
-            char *b = realloc(buf, cap *= 2);
-            if (!b) break;
-            buf = b;
-        }
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
-    *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void expect(const char *args, int want_rc, const char *const *needles)
 {
-    char *out;
-    int rc = run(args, &out);
-    CHECK(rc == want_rc, "ferc %s: exit %d, want %d\n%s", args, rc, want_rc, out ? out : "");
-    for (int i = 0; needles[i] && out; i++)
-        CHECK(strstr(out, needles[i]) != NULL, "ferc %s: output lacks '%s':\n%s", args, needles[i], out);
-    free(out);
+    test_expect_ferc(bin, args, want_rc, needles);
 }
 
 int main(void)
@@ -86,6 +54,43 @@ int main(void)
                                      "0.485", "0.229", NULL});
     snprintf(args, sizeof args, "info %s/absent.safetensors", dir);
     expect(args, 1, (const char *[]){"absent.safetensors", NULL});
+
+    /* ferc convert: same names, metadata and (rounded) values in f16 */
+    char half[160];
+    snprintf(half, sizeof half, "%s/h.safetensors", dir);
+    snprintf(args, sizeof args, "convert --model %s --out %s --storage f16", path, half);
+    expect(args, 0, (const char *[]){"f16", NULL});
+    snprintf(args, sizeof args, "info %s --summary", half);
+    expect(args, 0, (const char *[]){"resnet18", "Happy, Sad, Surprise", "3x48x48", "F16", "{\"epochs\":2}", NULL});
+    nn_graph *g2 = NULL;
+    models_meta m2;
+    if (models_load(half, &g2, &m2) == FERC_OK) {
+        const int n = g->nparams;
+        CHECK(n == g2->nparams, "same parameters");
+        double worst = 0;
+        for (int i = 0; i < n && i < g2->nparams; i++) {
+            const nn_param *a = &g->param_table[i], *b = &g2->param_table[i];
+            const float *pa = nn_param_data(g, a), *pb = nn_param_data(g2, b);
+            CHECK(!strcmp(a->name, b->name) && a->count == b->count, "parameter %d: %s", i, a->name);
+            for (size_t k = 0; pa && pb && k < a->count && a->count == b->count; k++) {
+                double x = pa[k], y = pb[k];
+                double e = fabs(x - y) / (fabs(x) > 1e-3 ? fabs(x) : 1e-3);
+                if (e > worst) worst = e;
+            }
+        }
+        CHECK(worst < 1e-3, "f16 round trip: worst relative error %g", worst);
+        models_meta_free(&m2);
+        nn_graph_destroy(g2);
+    } else {
+        CHECK(0, "%s does not load: %s", half, ferc_last_error());
+    }
+    snprintf(args, sizeof args, "convert --model %s --out %s --storage f8", path, half);
+    expect(args, 2, (const char *[]){"--storage", NULL});
+    snprintf(args, sizeof args, "convert --model %s --out %s", path, path);
+    expect(args, 2, (const char *[]){"must differ", NULL});
+    snprintf(args, sizeof args, "convert --model %s/absent.safetensors --out %s", dir, half);
+    expect(args, 1, (const char *[]){"absent.safetensors", NULL});
+    unlink(half);
     models_meta_free(&m);
     nn_graph_destroy(g);
     unlink(path);

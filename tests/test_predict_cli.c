@@ -20,7 +20,6 @@
 #include "testutil.h"
 
 #define PHOTO "tests/fixtures/faces/Tom_Cruise_avp_2014_4.jpg"
-static const char *const classes[6] = {"Angry", "Fear", "Happy", "Neutral", "Sad", "Surprise"};
 static char dir[256], model[300], blank[300], errfile[300];
 static const char *bin;
 
@@ -34,28 +33,7 @@ __attribute__((format(printf, 2, 3))) static int predict(char **out, const char 
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
     snprintf(cmd, sizeof cmd, "%s predict %s 2>%s", bin, args, errfile);
-    FILE *p = popen(cmd, "r");
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    if (!p || !buf) {
-        free(buf);
-        if (p) pclose(p);
-        *out = NULL;
-        return -1;
-    }
-    size_t k;
-    while ((k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += k;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) break;
-            buf = nb;
-        }
-    }
-    buf[n] = 0;
-    *out = buf;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return test_capture(cmd, out);
 }
 
 /* The stderr of the last run (caller frees). */
@@ -71,21 +49,6 @@ static char *last_stderr(void)
     }
     free(d);
     return s;
-}
-
-static void make_model(void)
-{
-    nn_graph *g = NULL;
-    models_meta m;
-    snprintf(model, sizeof model, "%s/r18_48.safetensors", dir);
-    CHECK_OK(models_build(&g, "resnet18", 6, 7));
-    models_meta_init(&m, "resnet18", 6);
-    CHECK_OK(models_meta_set_classes(&m, classes, 6));
-    m.img_size = 48;
-    for (int c = 0; c < 3; c++) m.mean[c] = 0.5f, m.std[c] = 0.25f;
-    if (g) CHECK_OK(models_save(model, g, &m, ST_F32));
-    models_meta_free(&m);
-    nn_graph_destroy(g);
 }
 
 static void make_blank(void)
@@ -117,8 +80,8 @@ static void check_face(const cJSON *f)
     double p[6] = {0}, l[6] = {0}, sum = 0;
     int best = 0;
     for (int i = 0; i < 6; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(pr, classes[i]), *w = cJSON_GetArrayItem(lg, i);
-        CHECK(cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 1, "probabilities[%s]", classes[i]);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(pr, test_fer_classes[i]), *w = cJSON_GetArrayItem(lg, i);
+        CHECK(cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 1, "probabilities[%s]", test_fer_classes[i]);
         CHECK(cJSON_IsNumber(w), "logits[%d]", i);
         if (cJSON_IsNumber(v)) p[i] = v->valuedouble;
         if (cJSON_IsNumber(w)) l[i] = w->valuedouble;
@@ -126,8 +89,8 @@ static void check_face(const cJSON *f)
         if (p[i] > p[best]) best = i;
     }
     CHECK(fabs(sum - 1) < 1e-5, "probabilities sum to %.9g", sum);
-    CHECK(cJSON_IsString(lab) && !strcmp(lab->valuestring, classes[best]), "label %s is the argmax %s",
-          cJSON_IsString(lab) ? lab->valuestring : "?", classes[best]);
+    CHECK(cJSON_IsString(lab) && !strcmp(lab->valuestring, test_fer_classes[best]), "label %s is the argmax %s",
+          cJSON_IsString(lab) ? lab->valuestring : "?", test_fer_classes[best]);
     CHECK(cJSON_IsNumber(conf) && fabs(conf->valuedouble - p[best]) < 1e-9, "confidence is the label's probability");
     /* the probabilities are the softmax of the logits */
     double mx = l[0], z = 0;
@@ -165,7 +128,8 @@ int main(void)
     snprintf(dir, sizeof dir, "/tmp/ferc_test_predict_%d", (int)getpid());
     snprintf(errfile, sizeof errfile, "%s/stderr.txt", dir);
     CHECK_OK(file_mkdirs(dir));
-    make_model();
+    snprintf(model, sizeof model, "%s/r18_48.safetensors", dir);
+    test_make_model(model, "resnet18", 48, 7);
     make_blank();
     char *out = NULL, *err = NULL, path[400];
     int rc;
@@ -212,12 +176,21 @@ int main(void)
     CHECK(rc == 0 && out && strstr(out, "no face found"), "blank image in text: %d %s", rc, out ? out : "");
     free(out);
 
-    /* usage errors */
+    /* without --model: the default model, which FERC_MODEL names */
+    setenv("FERC_MODEL", model, 1);
+    rc = predict(&out, "--json " PHOTO);
+    CHECK(rc == 0 && out && strstr(out, "\"label\""), "FERC_MODEL is the default: %d %s", rc, out ? out : "");
+    free(out);
+    setenv("FERC_MODEL", "/nonexistent/default.safetensors", 1);
     rc = predict(&out, PHOTO);
     err = last_stderr();
-    CHECK(rc == 2 && err && strstr(err, "--model"), "--model is required: %d %s", rc, err ? err : "");
+    CHECK(rc == 1 && err && strstr(err, "/nonexistent/default.safetensors"), "a missing default model is named: %d %s", rc,
+          err ? err : "");
     free(out);
     free(err);
+    unsetenv("FERC_MODEL");
+
+    /* usage errors */
     rc = predict(&out, "--model %s --no-detect --annotate %s/x.png %s", model, dir, blank);
     CHECK(rc == 2, "--annotate with --no-detect is refused: %d", rc);
     free(out);

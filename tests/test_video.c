@@ -17,16 +17,6 @@
 
 static char dir[256];
 
-__attribute__((format(printf, 1, 2))) static int sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
 /* Copies the first `frac` of a file. */
 static void truncate_copy(const char *src, const char *dst, double frac)
 {
@@ -63,10 +53,10 @@ static void test_decode(void)
     snprintf(clip, sizeof clip, "%s/clip.mp4", dir);
     snprintf(ref, sizeof ref, "%s/ref0.png", dir);
     /* 40 frames of ffmpeg's test pattern, 10 frames/s, index at the start (faststart) */
-    if (sh("ffmpeg -v error -y -f lavfi -i testsrc=size=160x120:rate=10 -frames:v 40 -pix_fmt yuv420p "
+    if (test_sh("ffmpeg -v error -y -f lavfi -i testsrc=size=160x120:rate=10 -frames:v 40 -pix_fmt yuv420p "
            "-movflags +faststart %s",
            clip) != 0 ||
-        sh("ffmpeg -v error -y -i %s -frames:v 1 %s", clip, ref) != 0) {
+        test_sh("ffmpeg -v error -y -i %s -frames:v 1 %s", clip, ref) != 0) {
         CHECK(0, "ffmpeg could not make the test clip");
         return;
     }
@@ -119,7 +109,7 @@ static void test_decode(void)
     char late[300], cut2[300];
     snprintf(late, sizeof late, "%s/late.mp4", dir);
     snprintf(cut2, sizeof cut2, "%s/cut2.mp4", dir);
-    if (sh("ffmpeg -v error -y -i %s -c copy %s", clip, late) == 0) {
+    if (test_sh("ffmpeg -v error -y -i %s -c copy %s", clip, late) == 0) {
         truncate_copy(late, cut2, 0.5);
         rc = count_frames(cut2, &n, err, sizeof err);
         printf("truncated without index: rc %d: %s\n", rc, err);
@@ -261,6 +251,6 @@ int main(void)
     test_images();
     test_writer();
     test_camera_and_window();
-    if (!test_failures) sh("rm -rf %s", dir);
+    if (!test_failures) test_sh("rm -rf %s", dir);
     return test_finish("test_video");
 }

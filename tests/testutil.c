@@ -1,7 +1,12 @@
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 
 #include "ferc.h"
+#include "models/models.h"
 #include "testutil.h"
 
 int test_failures;
@@ -90,4 +95,68 @@ void fx_load_params(nn_graph *g, const st_file *f, const char *prefix)
             fprintf(stderr, "FAIL %s: %s\n", key, ferc_last_error());
         }
     }
+}
+
+/* ---- running commands ---- */
+
+int test_sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return system(cmd);
+}
+
+int test_capture(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    size_t cap = 1 << 16, n = 0, k;
+    char *buf = malloc(cap);
+    if (!p || !buf) {
+        free(buf);
+        if (p) pclose(p);
+        *out = NULL;
+        return -1;
+    }
+    while ((k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += k;
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) break;
+            buf = nb;
+        }
+    }
+    buf[n] = 0;
+    *out = buf;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void test_expect_ferc(const char *bin, const char *args, int want_rc, const char *const *needles)
+{
+    char cmd[4096], *out;
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin, args);
+    int rc = test_capture(cmd, &out);
+    CHECK(rc == want_rc, "ferc %s: exit %d, want %d\n%s", args, rc, want_rc, out ? out : "");
+    for (int i = 0; needles[i] && out; i++)
+        CHECK(strstr(out, needles[i]) != NULL, "ferc %s: output lacks '%s':\n%s", args, needles[i], out);
+    free(out);
+}
+
+const char *const test_fer_classes[6] = {"Angry", "Fear", "Happy", "Neutral", "Sad", "Surprise"};
+
+void test_make_model(const char *path, const char *arch, int img_size, unsigned long long seed)
+{
+    nn_graph *g = NULL;
+    models_meta m;
+    CHECK_OK(models_build(&g, arch, 6, seed));
+    models_meta_init(&m, arch, 6);
+    CHECK_OK(models_meta_set_classes(&m, test_fer_classes, 6));
+    m.img_size = img_size;
+    for (int c = 0; c < 3; c++) m.mean[c] = 0.5f, m.std[c] = 0.25f;
+    if (g) CHECK_OK(models_save(path, g, &m, ST_F32));
+    models_meta_free(&m);
+    nn_graph_destroy(g);
 }

@@ -45,6 +45,21 @@ const char *test_data_dir(void);
 int test_skip(const char *why);
 int test_finish(const char *name);
 
+/* ---- running commands (CLI tests) ---- */
+/* system() of a printf-formatted command line; returns system()'s status. */
+int test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Runs cmd through the shell, capturing its stdout into *out (a string the caller frees; NULL
+ * when the command could not be started); returns the exit status, -1 when not exited. */
+int test_capture(const char *cmd, char **out);
+/* test_capture of "'$FERC_BIN' ARGS 2>&1", then CHECKs the exit status and that the output
+ * contains every string of the NULL-terminated `needles`. */
+void test_expect_ferc(const char *bin, const char *args, int want_rc, const char *const *needles);
+/* The six FER classes in label order: Angry, Fear, Happy, Neutral, Sad, Surprise. */
+extern const char *const test_fer_classes[6];
+/* Writes a model file of `arch` with fixed random weights (seed), the six FER classes,
+ * input size img_size and normalization mean 0.5 / std 0.25; a failure is a failed check. */
+void test_make_model(const char *path, const char *arch, int img_size, unsigned long long seed);
+
 #endif
 
 /* ---- fixtures (safetensors files written by the scripts in tools/) ---- */

@@ -23,9 +23,18 @@ int cli_fail(const char *context);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True when argv contains -h or --help. */
 bool cli_wants_help(int argc, char **argv);
+/* Whole-string number parsing within [lo, hi]; 0 on success, -1 otherwise (*out untouched). */
+int cli_parse_int(const char *s, int lo, int hi, int *out);
+int cli_parse_double(const char *s, double lo, double hi, double *out);
+/* The file name part of a path. */
+const char *cli_base_name(const char *path);
+/* Where the annotated copy of img_path goes: `out` itself for a single image when `out` is not
+ * a folder, else out/<file name>. */
+void cli_annotate_path(const char *out, bool single, const char *img_path, char *dst, size_t n);
 
 int cmd_info(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_detect(int argc, char **argv);

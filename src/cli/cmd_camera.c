@@ -114,26 +114,6 @@ typedef struct opts {
 enum { ST_DECODE, ST_DETECT, ST_CLASSIFY, ST_TRACK, ST_JSON, ST_DRAW, ST_ENCODE, ST_WINDOW, ST_COUNT };
 static const char *const stage_names[ST_COUNT] = {"decode", "detect", "classify", "track", "print", "draw", "encode", "window"};
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !(v >= lo && v <= hi)) return -1;
-    *out = v;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -167,30 +147,30 @@ static int parse_args(int argc, char **argv, opts *o)
         else if (!strcmp(a, "--output")) o->output = v;
         else if (!strcmp(a, "--cascade")) o->cascade = v;
         else if (!strcmp(a, "--max-frames")) {
-            if (parse_int(v, 1, 1 << 30, &o->max_frames)) return cli_usage_error("camera", "--max-frames must be a positive integer (got '%s')", v);
+            if (cli_parse_int(v, 1, 1 << 30, &o->max_frames)) return cli_usage_error("camera", "--max-frames must be a positive integer (got '%s')", v);
         } else if (!strcmp(a, "--smooth")) {
-            if (parse_double(v, 0, 1, &d) || d <= 0) return cli_usage_error("camera", "--smooth must be in (0, 1] (got '%s')", v);
+            if (cli_parse_double(v, 0, 1, &d) || d <= 0) return cli_usage_error("camera", "--smooth must be in (0, 1] (got '%s')", v);
             o->tp.alpha = (float)d;
         } else if (!strcmp(a, "--detect-scale")) {
-            if (parse_double(v, 0, 1, &d) || d < 0.05) return cli_usage_error("camera", "--detect-scale must be in [0.05, 1] (got '%s')", v);
+            if (cli_parse_double(v, 0, 1, &d) || d < 0.05) return cli_usage_error("camera", "--detect-scale must be in [0.05, 1] (got '%s')", v);
             o->rp.detect_scale = d;
         } else if (!strcmp(a, "--detect-every")) {
-            if (parse_int(v, 1, 1000, &o->detect_every)) return cli_usage_error("camera", "--detect-every must be in [1, 1000] (got '%s')", v);
+            if (cli_parse_int(v, 1, 1000, &o->detect_every)) return cli_usage_error("camera", "--detect-every must be in [1, 1000] (got '%s')", v);
         } else if (!strcmp(a, "--scale-factor")) {
-            if (parse_double(v, 1, 100, &d) || d <= 1) return cli_usage_error("camera", "--scale-factor must be > 1 (got '%s')", v);
+            if (cli_parse_double(v, 1, 100, &d) || d <= 1) return cli_usage_error("camera", "--scale-factor must be > 1 (got '%s')", v);
             o->rp.detect.scale_factor = d;
         } else if (!strcmp(a, "--min-neighbors")) {
-            if (parse_int(v, 0, 1000, &o->rp.detect.min_neighbors)) return cli_usage_error("camera", "--min-neighbors must be in [0, 1000] (got '%s')", v);
+            if (cli_parse_int(v, 0, 1000, &o->rp.detect.min_neighbors)) return cli_usage_error("camera", "--min-neighbors must be in [0, 1000] (got '%s')", v);
         } else if (!strcmp(a, "--min-size")) {
-            if (parse_int(v, 0, 1 << 20, &n)) return cli_usage_error("camera", "--min-size must be >= 0 (got '%s')", v);
+            if (cli_parse_int(v, 0, 1 << 20, &n)) return cli_usage_error("camera", "--min-size must be >= 0 (got '%s')", v);
             o->rp.detect.min_w = o->rp.detect.min_h = n;
         } else if (!strcmp(a, "--margin")) {
-            if (parse_double(v, 0, 2, &d)) return cli_usage_error("camera", "--margin must be in [0, 2] (got '%s')", v);
+            if (cli_parse_double(v, 0, 2, &d)) return cli_usage_error("camera", "--margin must be in [0, 2] (got '%s')", v);
             o->rp.margin = (float)d;
         } else if (!strcmp(a, "--memory")) {
-            if (parse_int(v, 0, 100000, &o->tp.max_missed)) return cli_usage_error("camera", "--memory must be >= 0 (got '%s')", v);
+            if (cli_parse_int(v, 0, 100000, &o->tp.max_missed)) return cli_usage_error("camera", "--memory must be >= 0 (got '%s')", v);
         } else if (!strcmp(a, "--threads")) {
-            if (parse_int(v, 1, 1024, &o->threads)) return cli_usage_error("camera", "--threads must be in [1, 1024] (got '%s')", v);
+            if (cli_parse_int(v, 1, 1024, &o->threads)) return cli_usage_error("camera", "--threads must be in [1, 1024] (got '%s')", v);
         } else if (!strcmp(a, "--size")) {
             if (sscanf(v, "%dx%d", &o->cam.width, &o->cam.height) != 2 || o->cam.width <= 0 || o->cam.height <= 0)
                 return cli_usage_error("camera", "--size must be WxH, e.g. 640x480 (got '%s')", v);
@@ -199,7 +179,7 @@ static int parse_args(int argc, char **argv, opts *o)
             else if (!strcmp(v, "yuyv")) o->cam.pixfmt = VIDEO_PIXFMT_YUYV;
             else return cli_usage_error("camera", "--pixfmt must be mjpeg or yuyv (got '%s')", v);
         } else if (!strcmp(a, "--fps")) {
-            if (parse_double(v, 0.01, 1000, &o->fps)) return cli_usage_error("camera", "--fps must be in [0.01, 1000] (got '%s')", v);
+            if (cli_parse_double(v, 0.01, 1000, &o->fps)) return cli_usage_error("camera", "--fps must be in [0.01, 1000] (got '%s')", v);
             o->cam.fps = (int)lround(o->fps);
         } else if (!v) return cli_usage_error("camera", "unknown option '%s'", a);
     }

@@ -37,29 +37,6 @@ static void usage(FILE *out)
             FACE_CASCADE_DEFAULT_PATH);
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
-/* Where the annotated copy of `img_path` goes. */
-static void annotate_path(const char *out, int single, const char *img_path, char *dst, size_t n)
-{
-    if (single && !file_is_dir(out)) snprintf(dst, n, "%s", out);
-    else snprintf(dst, n, "%s/%s", out, base_name(img_path));
-}
-
 static int annotate(const image *rgb, const face_box *b, int n, const char *path)
 {
     image copy;
@@ -117,7 +94,7 @@ int cmd_detect(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--min-neighbors") || !strcmp(a, "--min-size") || !strcmp(a, "--max-size")) {
             int v;
-            if (parse_int(val, 0, 1 << 20, &v)) {
+            if (cli_parse_int(val, 0, 1 << 20, &v)) {
                 status = cli_usage_error("detect", "%s must be a whole number >= 0 (got '%s')", a, val);
                 goto done;
             }
@@ -191,7 +168,7 @@ int cmd_detect(int argc, char **argv)
         }
         if (annotate_out) {
             char dst[PATH_MAX];
-            annotate_path(annotate_out, nimages == 1, images[k], dst, sizeof dst);
+            cli_annotate_path(annotate_out, nimages == 1, images[k], dst, sizeof dst);
             if (annotate(&rgb, boxes, n, dst)) {
                 cli_fail(dst);
                 status = CLI_FAIL;

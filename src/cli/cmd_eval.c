@@ -70,6 +70,17 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* A folder, made absolute and without ".." when it exists (for readable paths). */
+static int is_dir_canon(char *p, size_t cap)
+{
+    struct stat st;
+    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+    char *abs = realpath(p, NULL);
+    if (abs && strlen(abs) < cap) strcpy(p, abs);
+    free(abs);
+    return 1;
+}
+
 static int is_dir(const char *p)
 {
     struct stat st;
@@ -96,10 +107,10 @@ static int manifest_root(const char *manifest, char *root, size_t cap)
             const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(o, keys[k]));
             if (!v || !*v) continue;
             snprintf(root, cap, "%s", v);
-            if (is_dir(root)) return cJSON_Delete(o), 1;
+            if (is_dir_canon(root, cap)) return cJSON_Delete(o), 1;
             if (v[0] != '/') {
                 snprintf(root, cap, "%s/../%s", dir, v);
-                if (is_dir(root)) return cJSON_Delete(o), 1;
+                if (is_dir_canon(root, cap)) return cJSON_Delete(o), 1;
             }
         }
         cJSON_Delete(o);
@@ -107,7 +118,7 @@ static int manifest_root(const char *manifest, char *root, size_t cap)
     const char *env = getenv("FERC_DATA");
     if (env && *env) {
         snprintf(root, cap, "%s/fer/Training", env);
-        if (is_dir(root)) return 1;
+        if (is_dir_canon(root, cap)) return 1;
     }
     ferc_clear_error();
     return 0;

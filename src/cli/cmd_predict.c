@@ -224,19 +224,6 @@ static void print_face_text(FILE *out, const face_recognizer *r, int index, cons
     fputs("\n", out);
 }
 
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
-/* Where the annotated copy of `img_path` goes (as ferc detect). */
-static void annotate_path(const char *out, bool single, const char *img_path, char *dst, size_t n)
-{
-    if (single && !file_is_dir(out)) snprintf(dst, n, "%s", out);
-    else snprintf(dst, n, "%s/%s", out, base_name(img_path));
-}
-
 /* One colour per label (label i % 6), the six FER classes in their usual order: Angry red,
  * Fear purple, Happy green, Neutral light gray, Sad blue, Surprise orange. */
 static const uint8_t palette[6][3] = {{230, 60, 60}, {160, 60, 220}, {40, 210, 60}, {220, 220, 220}, {60, 120, 240}, {250, 170, 30}};
@@ -374,7 +361,7 @@ static int predict_faces(const face_opts *o, const char **paths, int npaths)
         fflush(stdout);
         if (o->annotate) {
             char dst[PATH_MAX];
-            annotate_path(o->annotate, npaths == 1, paths[i], dst, sizeof dst);
+            cli_annotate_path(o->annotate, npaths == 1, paths[i], dst, sizeof dst);
             if (annotate_faces(r, &img, boxes, n, probs, dst)) {
                 fail_on(dst);
                 status = CLI_FAIL;

@@ -1,14 +1,18 @@
 /* ferc: subcommand dispatch driven by one declarative table. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ferc.h"
 #include "cli/cli.h"
+#include "core/core.h"
 
 static const cli_command commands[] = {
     {"info", cmd_info, "describe an architecture or a model file (layers, parameters, FLOPs)"},
     {"import", cmd_import, "convert PyTorch .pth / safetensors weights into a ferc model"},
+    {"convert", cmd_convert, "rewrite a ferc model with f16/bf16/f32 storage"},
     {"train", cmd_train, "train a classifier on an image folder (transfer learning)"},
     {"eval", cmd_eval, "evaluate a model on a labelled folder or split manifest"},
     {"predict", cmd_predict, "find faces in images and classify their expressions"},
@@ -74,4 +78,36 @@ int main(int argc, char **argv)
     fprintf(stderr, "ferc: unknown command '%s'\n\n", name);
     usage(stderr);
     return CLI_USAGE;
+}
+
+int cli_parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int cli_parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
+}
+
+const char *cli_base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+void cli_annotate_path(const char *out, bool single, const char *img_path, char *dst, size_t n)
+{
+    if (single && !file_is_dir(out)) snprintf(dst, n, "%s", out);
+    else snprintf(dst, n, "%s/%s", out, cli_base_name(img_path));
 }

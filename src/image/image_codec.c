@@ -64,6 +64,15 @@ static int exif_orientation(const uint8_t *p, size_t n)
     return 1;
 }
 
+/* libjpeg's error manager with our exit (longjmp back with the message) and no printing. */
+static struct jpeg_error_mgr *jpg_err_setup(jpg_err *e)
+{
+    struct jpeg_error_mgr *m = jpeg_std_error(&e->mgr);
+    e->mgr.error_exit = jpg_error_exit;
+    e->mgr.output_message = jpg_output_message;
+    return m;
+}
+
 static int decode_jpeg(image *img, const uint8_t *data, size_t size, int apply_exif, const char *name)
 {
     struct jpeg_decompress_struct cinfo;
@@ -71,9 +80,7 @@ static int decode_jpeg(image *img, const uint8_t *data, size_t size, int apply_e
     image raw = {0};
     uint8_t *volatile row = NULL; /* assigned after setjmp */
     memset(&cinfo, 0, sizeof cinfo);
-    cinfo.err = jpeg_std_error(&jerr.mgr);
-    jerr.mgr.error_exit = jpg_error_exit;
-    jerr.mgr.output_message = jpg_output_message;
+    cinfo.err = jpg_err_setup(&jerr);
     if (setjmp(jerr.jump)) {
         jpeg_destroy_decompress(&cinfo);
         image_free(&raw);
@@ -389,9 +396,7 @@ int image_encode_jpeg(const image *img, int quality, uint8_t **out, size_t *out_
     unsigned long memsize = 0;
     uint8_t *volatile row = NULL; /* assigned after setjmp */
     memset(&cinfo, 0, sizeof cinfo);
-    cinfo.err = jpeg_std_error(&jerr.mgr);
-    jerr.mgr.error_exit = jpg_error_exit;
-    jerr.mgr.output_message = jpg_output_message;
+    cinfo.err = jpg_err_setup(&jerr);
     if (setjmp(jerr.jump)) {
         jpeg_destroy_compress(&cinfo);
         free(mem);
