@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 #include "cli/cli.h"
 #include "core/core.h"
@@ -63,28 +61,14 @@ static void rank_push(ranked *list, int *n, ranked r)
     }
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* A folder, made absolute and without ".." when it exists (for readable paths). */
 static int is_dir_canon(char *p, size_t cap)
 {
-    struct stat st;
-    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+    if (!file_is_dir(p)) return 0;
     char *abs = realpath(p, NULL);
     if (abs && strlen(abs) < cap) strcpy(p, abs);
     free(abs);
     return 1;
-}
-
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 /* The image root of a manifest: config.json next to it ("data_abs", then "data" as given, then
@@ -170,15 +154,11 @@ int cmd_eval(int argc, char **argv)
         else if (!strcmp(a, "--tta")) tta = v;
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--threads")) {
-            char *end;
-            long t = strtol(v, &end, 10);
-            if (end == v || *end || t < 1 || t > 1024) return cli_usage_error("eval", "--threads needs a positive integer, not '%s'", v);
-            omp_set_num_threads((int)t);
+            int t;
+            if (cli_parse_int(v, 1, 1024, &t)) return cli_usage_error("eval", "--threads needs a positive integer, not '%s'", v);
+            omp_set_num_threads(t);
         } else if (!strcmp(a, "--batch")) {
-            char *end;
-            long b = strtol(v, &end, 10);
-            if (end == v || *end || b < 1 || b > 4096) return cli_usage_error("eval", "--batch needs an integer in [1, 4096], not '%s'", v);
-            B = (int)b;
+            if (cli_parse_int(v, 1, 4096, &B)) return cli_usage_error("eval", "--batch needs an integer in [1, 4096], not '%s'", v);
         } else return cli_usage_error("eval", "unknown option %s", a);
     }
     if (!data) return cli_usage_error("eval", "--data is required: a class-folder tree or a split manifest");
@@ -196,7 +176,7 @@ int cmd_eval(int argc, char **argv)
     else return cli_usage_error("eval", "--split must be train, val or test (got '%s')", split_name);
     char rootbuf[4096];
     const char *dir = data;
-    if (!is_dir(data)) {
+    if (!file_is_dir(data)) {
         FILE *f = fopen(data, "r");
         if (!f) {
             ferc_set_error(FERC_ERR_IO, "not a folder or a readable manifest");
@@ -282,9 +262,9 @@ int cmd_eval(int argc, char **argv)
         char path[4096];
         image im;
         idx[i] = (uint32_t)i;
-        double t0 = now_s();
+        double t0 = time_now();
         if (image_load(&im, data_index_path(&ix, i, path, sizeof path), IMAGE_MODE_ANY, 0) == FERC_OK) image_free(&im);
-        load_s[i] = now_s() - t0;
+        load_s[i] = time_now() - t0;
     }
     ferc_clear_error();
     char spec[256];
@@ -303,14 +283,14 @@ int cmd_eval(int argc, char **argv)
         memset(x, 0, per * B * sizeof(float));
         memcpy(x, b.x, per * b.n * sizeof(float));
         memset(acc, 0, sizeof(float) * B * K);
-        double t0 = now_s();
+        double t0 = time_now();
         for (int v = 0; v < nviews; v++) {
             if (mode) make_view(x, xv, b.n, S, mode, v);
             if (nn_exec_forward(ex, mode ? xv : x, false, logits)) { cli_fail("eval"); goto done; }
             classifier_softmax(logits, b.n, K, probs);
             for (int i = 0; i < b.n * K; i++) acc[i] += probs[i] / (float)nviews;
         }
-        forward_s += now_s() - t0;
+        forward_s += time_now() - t0;
         for (int i = 0; i < b.n; i++) {
             y[i] = map[b.y[i]];
             rank_push(slow, &nslow, (ranked){(float)load_s[b.index[i]], -1, b.index[i]});
