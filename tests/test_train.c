@@ -3,6 +3,7 @@
  *   - phase 1 (frozen backbone) changes only the head
  *   - a run stopped mid-epoch and resumed ends with the same weights and metrics as an
  *     uninterrupted one
+ *   - mixup learns, changes the weights and resumes exactly
  *   - a run killed (SIGKILL) at an arbitrary moment leaves only complete files behind */
 #include <dirent.h>
 #include <math.h>
@@ -100,6 +101,26 @@ static int count_metrics_lines(const char *dir, double *first_loss, double *last
 
 /* A child trains; the parent kills it with SIGKILL after `ms`, then every .safetensors left
  * must read back and no temporary file may remain outside the *.tmp.* names. */
+/* How many tensors of dir_a/last.safetensors are bitwise equal in dir_b's; *tensors = count. */
+static int equal_tensors(const char *dir_a, const char *dir_b, int *tensors)
+{
+    st_file fa, fb;
+    int equal = 0;
+    *tensors = 0;
+    if (!open_st(dir_a, "last.safetensors", &fa)) return 0;
+    if (open_st(dir_b, "last.safetensors", &fb)) {
+        for (int i = 0; i < fa.count; i++) {
+            const st_tensor *t = st_find(&fb, fa.tensors[i].name);
+            (*tensors)++;
+            if (t && t->nbytes == fa.tensors[i].nbytes && !memcmp(t->data, fa.tensors[i].data, t->nbytes)) equal++;
+            else if (*tensors - equal < 4) fprintf(stderr, "%s vs %s differ: %s\n", dir_a, dir_b, fa.tensors[i].name);
+        }
+        st_close(&fb);
+    }
+    st_close(&fa);
+    return equal;
+}
+
 static void test_kill(void)
 {
     pid_t pid = fork();
@@ -235,26 +256,42 @@ int main(void)
     ov.max_steps = 14; /* stops again in phase 2 (epoch 5, step 1), then finishes */
     CHECK(trainer_resume(c.out_dir, &ov, NULL, &res) == FERC_ERR_INTERRUPTED, "%s", ferc_last_error());
     CHECK_OK(trainer_resume(c.out_dir, NULL, NULL, &res));
-    st_file fa, fbb;
     char plain[512];
     snprintf(plain, sizeof plain, "%s/plain", root);
-    if (open_st(plain, "last.safetensors", &fa)) {
-        if (open_st(c.out_dir, "last.safetensors", &fbb)) {
-            int tensors = 0, equal = 0;
-            for (int i = 0; i < fa.count; i++) {
-                const st_tensor *t = st_find(&fbb, fa.tensors[i].name);
-                tensors++;
-                if (t && t->nbytes == fa.tensors[i].nbytes && !memcmp(t->data, fa.tensors[i].data, t->nbytes)) equal++;
-                else if (tensors - equal < 4) fprintf(stderr, "differs: %s\n", fa.tensors[i].name);
-            }
-            CHECK(tensors > 100 && equal == tensors, "%d of %d tensors bitwise equal after resume", equal, tensors);
-            st_close(&fbb);
-        }
-        st_close(&fa);
-    }
+    int tensors = 0, equal = equal_tensors(plain, c.out_dir, &tensors);
+    CHECK(tensors > 100 && equal == tensors, "%d of %d tensors bitwise equal after resume", equal, tensors);
     double r0 = 0, r1 = 0, rv = 0;
     CHECK(count_metrics_lines(c.out_dir, &r0, &r1, &rv) == 5);
     CHECK(r0 == l0 && r1 == l1 && rv == va, "metrics differ: %g %g %g vs %g %g %g", r0, r1, rv, l0, l1, va);
+
+    /* 4. mixup: it learns, it changes the training (same batches, other weights than without
+     * it), config.json records it, and a run resumed mid-epoch equals an uninterrupted one. */
+    trainer_config mc[3];
+    const char *mnames[3] = {"nomix", "mix", "mixresumed"};
+    for (int k = 0; k < 3; k++) {
+        base_config(&mc[k], mnames[k]);
+        mc[k].freeze_epochs = 0;
+        mc[k].epochs = 6;
+        mc[k].lr = 3e-3;
+        mc[k].mixup = k ? 0.4 : 0;
+        if (k == 2) mc[k].max_steps = 13;
+        int rc = trainer_run(&mc[k], NULL, &res);
+        if (k < 2) {
+            CHECK_OK(rc);
+            printf("%s: best epoch %d val acc %.3f\n", mnames[k], res.best_epoch, res.best_val_acc);
+        } else {
+            CHECK(rc == FERC_ERR_INTERRUPTED, "%s", ferc_last_error());
+        }
+        if (k == 1) CHECK(res.best_val_acc >= 0.8, "mixup val acc %g (chance 0.33)", res.best_val_acc);
+    }
+    CHECK_OK(trainer_resume(mc[2].out_dir, NULL, NULL, &res));
+    int mt = 0, me = equal_tensors(mc[1].out_dir, mc[2].out_dir, &mt);
+    CHECK(mt > 100 && me == mt, "mixup: %d of %d tensors bitwise equal after resume", me, mt);
+    me = equal_tensors(mc[0].out_dir, mc[1].out_dir, &mt);
+    CHECK(mt > 100 && me < mt / 2, "mixup changed only %d of %d tensors", mt - me, mt);
+    trainer_config back;
+    CHECK_OK(trainer_config_read(mc[1].out_dir, &back));
+    CHECK(back.mixup == 0.4, "config.json mixup %g", back.mixup);
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

@@ -39,6 +39,7 @@ static void usage(FILE *f)
             "  --clip-value F          clip gradients by value (default off)\n"
             "  --clip-norm F           clip the gradient L2 norm (default off)\n"
             "  --label-smoothing F     (default 0)\n"
+            "  --mixup ALPHA           mixup with lambda ~ Beta(ALPHA, ALPHA) (default 0 = off)\n"
             "  --augment SPEC          training transform (default: resize(S,S) | randomcrop(S,pad=S/12,\n"
             "                          mode=reflect) | hflip | normalize(imagenet with --weights, else cifar10))\n"
             "  --val-split F           stratified validation fraction (default 0.1)\n"
@@ -156,6 +157,7 @@ int cmd_train(int argc, char **argv)
         else if (!strcmp(a, "--clip-value")) c.clip_value = atof(v);
         else if (!strcmp(a, "--clip-norm")) c.clip_norm = atof(v);
         else if (!strcmp(a, "--label-smoothing")) c.label_smoothing = atof(v);
+        else if (!strcmp(a, "--mixup")) c.mixup = atof(v);
         else if (!strcmp(a, "--val-split")) c.val_split = atof(v);
         else if (!strcmp(a, "--backbone-lr-mult")) c.backbone_lr_mult = atof(v);
         else if (!strcmp(a, "--seed")) c.seed = strtoull(v, NULL, 10);

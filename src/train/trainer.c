@@ -102,6 +102,7 @@ static int write_config(const trainer_config *c, const char *path)
     cJSON_AddNumberToObject(o, "clip_value", c->clip_value);
     cJSON_AddNumberToObject(o, "clip_norm", c->clip_norm);
     cJSON_AddNumberToObject(o, "label_smoothing", c->label_smoothing);
+    cJSON_AddNumberToObject(o, "mixup", c->mixup);
     cJSON_AddNumberToObject(o, "val_split", c->val_split);
     cJSON_AddNumberToObject(o, "backbone_lr_mult", c->backbone_lr_mult);
     cJSON_AddBoolToObject(o, "cache_features", c->cache_features);
@@ -155,6 +156,7 @@ int trainer_config_read(const char *run_dir, trainer_config *c)
     NUM("clip_value", c->clip_value);
     NUM("clip_norm", c->clip_norm);
     NUM("label_smoothing", c->label_smoothing);
+    NUM("mixup", c->mixup);
     NUM("val_split", c->val_split);
     NUM("backbone_lr_mult", c->backbone_lr_mult);
     c->cache_features = cJSON_IsTrue(cJSON_GetObjectItem(o, "cache_features"));
@@ -192,6 +194,8 @@ typedef struct run {
     sched sch;
     int K, S, B, steps_per_epoch;
     float *logits, *dlogits, *xpad;
+    float *dlogits2;             /* mixup: gradient for the partner labels */
+    int32_t *ymix;               /* mixup: partner labels */
     trainer_epoch *hist;
     int nhist;
     models_meta meta;
@@ -228,6 +232,8 @@ static void run_free(run *r)
     free(r->class_w);
     free(r->logits);
     free(r->dlogits);
+    free(r->dlogits2);
+    free(r->ymix);
     free(r->xpad);
     free(r->hist);
     models_meta_free(&r->meta);
@@ -308,7 +314,9 @@ static int setup_data(run *r, const char *split_csv_to_read)
     r->logits = malloc(sizeof(float) * r->B * r->K);
     r->dlogits = malloc(sizeof(float) * r->B * r->K);
     r->xpad = calloc(xin, sizeof(float));
-    if (!r->logits || !r->dlogits || !r->xpad) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    r->dlogits2 = malloc(sizeof(float) * r->B * r->K);
+    r->ymix = malloc(sizeof(int32_t) * r->B);
+    if (!r->logits || !r->dlogits || !r->xpad || !r->dlogits2 || !r->ymix) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
 
     models_meta_init(&r->meta, c->arch, r->K);
     rc = models_meta_set_classes(&r->meta, (const char *const *)r->ix.display_names, r->K);
@@ -666,6 +674,65 @@ static int cached_step(run *r, const data_batch *b, float *loss)
     return FERC_OK;
 }
 
+/* Gamma(a, 1) by Marsaglia and Tsang; for a < 1, Gamma(a + 1) * U^(1/a). */
+static double gamma_sample(rng *g, double a)
+{
+    if (a < 1) {
+        double u = rng_uniform(g);
+        return gamma_sample(g, a + 1) * pow(u > 0 ? u : 1e-300, 1 / a);
+    }
+    double d = a - 1.0 / 3, c = 1 / sqrt(9 * d);
+    for (;;) {
+        double x = rng_normal(g), v = 1 + c * x;
+        if (v <= 0) continue;
+        v = v * v * v;
+        double u = rng_uniform(g);
+        if (u < 1 - 0.0331 * x * x * x * x) return d * v;
+        if (u > 0 && log(u) < 0.5 * x * x + d * (1 - v + log(v))) return d * v;
+    }
+}
+
+/* mixup (Zhang et al. 2018) on a training batch, in place: sample i is mixed with sample
+ * n-1-i (the batch is already shuffled), lambda ~ Beta(alpha, alpha) from (seed, phase,
+ * step). lambda is folded to max(lambda, 1 - lambda), which gives the same distribution of
+ * mixed pairs, so that b->y stays the dominant label. Returns lambda; partner labels in
+ * r->ymix. */
+static double mixup_batch(run *r, const trainer_state *st, data_batch *b)
+{
+    rng g;
+    rng_derive(&g, r->cfg.seed ^ 0x6d69787570ull /* "mixup" */, (uint64_t)st->phase, (uint64_t)st->phase_step);
+    double x1 = gamma_sample(&g, r->cfg.mixup), x2 = gamma_sample(&g, r->cfg.mixup);
+    double lam = x1 + x2 > 0 ? x1 / (x1 + x2) : 1;
+    if (lam < 0.5) lam = 1 - lam;
+    float l = (float)lam, m = 1 - l;
+    size_t per = (size_t)b->c * b->h * b->w;
+    for (int i = 0; i < b->n; i++) r->ymix[i] = b->y[b->n - 1 - i];
+    for (int i = 0; i < b->n / 2; i++) {
+        float *p = b->x + (size_t)i * per, *q = b->x + (size_t)(b->n - 1 - i) * per;
+        for (size_t k = 0; k < per; k++) {
+            float a = p[k], c = q[k];
+            p[k] = l * a + m * c;
+            q[k] = l * c + m * a;
+        }
+    }
+    return lam;
+}
+
+/* The loss of a (possibly mixed) batch: lam * CE(y) + (1 - lam) * CE(ymix), and its gradient
+ * into r->dlogits. */
+static int batch_loss(run *r, const data_batch *b, double lam, float *loss)
+{
+    float ls = (float)r->cfg.label_smoothing;
+    CHECK_TRY(nn_softmax_cross_entropy(r->logits, b->y, b->n, r->K, ls, r->class_w, loss, r->dlogits, NULL));
+    if (lam >= 1) return FERC_OK;
+    float l2;
+    CHECK_TRY(nn_softmax_cross_entropy(r->logits, r->ymix, b->n, r->K, ls, r->class_w, &l2, r->dlogits2, NULL));
+    float a = (float)lam, m = 1 - a;
+    for (size_t i = 0; i < (size_t)b->n * r->K; i++) r->dlogits[i] = a * r->dlogits[i] + m * r->dlogits2[i];
+    *loss = a * *loss + m * l2;
+    return FERC_OK;
+}
+
 static int train_loop(run *r, trainer_state *st, trainer_result *res)
 {
     trainer_config *c = &r->cfg;
@@ -697,10 +764,9 @@ static int train_loop(run *r, trainer_state *st, trainer_result *res)
                 if ((rc = cached_step(r, &b, &loss))) return rc;
             } else {
                 nn_exec_set_seed(r->ex, c->seed + (uint64_t)st->phase, (uint64_t)st->phase_step);
+                double lam = c->mixup > 0 ? mixup_batch(r, st, &b) : 1;
                 if ((rc = nn_exec_forward(r->ex, b.x, true, r->logits))) return rc;
-                if ((rc = nn_softmax_cross_entropy(r->logits, b.y, b.n, r->K, (float)c->label_smoothing, r->class_w,
-                                                   &loss, r->dlogits, NULL)))
-                    return rc;
+                if ((rc = batch_loss(r, &b, lam, &loss))) return rc;
                 if ((rc = nn_exec_backward(r->ex, r->dlogits))) return rc;
             }
             if (c->clip_value > 0) optim_clip_grad_value(r->opt, r->g->grads, (float)c->clip_value);
@@ -779,7 +845,7 @@ static int validate_config(const trainer_config *c)
     if (c->batch < 1 || c->img_size < 8 || c->freeze_epochs < 0 || c->epochs < 0 || c->freeze_epochs + c->epochs < 1)
         return ferc_set_error(FERC_ERR_INVALID, "need batch >= 1, img_size >= 8 and at least one epoch");
     if (!(c->lr > 0) || c->weight_decay < 0 || c->clip_value < 0 || c->clip_norm < 0 || c->label_smoothing < 0 ||
-        c->label_smoothing >= 1 || c->val_split < 0 || c->val_split >= 1 || c->backbone_lr_mult < 0)
+        c->label_smoothing >= 1 || !(c->mixup >= 0 && c->mixup <= 100) || c->val_split < 0 || c->val_split >= 1 || c->backbone_lr_mult < 0)
         return ferc_set_error(FERC_ERR_INVALID, "bad numeric option (lr > 0, 0 <= label smoothing < 1, 0 <= val split < 1, ...)");
     return FERC_OK;
 }

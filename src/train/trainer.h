@@ -25,7 +25,7 @@
  *                     end (the best model on the validation split)
  *
  * Determinism: the split, the shuffling, the augmentation (data loader: (seed, epoch,
- * position)), dropout ((seed, step)) and the initialization derive from the seed; schedules
+ * position)), dropout and mixup ((seed, step)) and the initialization derive from the seed; schedules
  * are pure functions of the step. The last partial batch of an epoch is dropped.
  *
  * Interruption: when *cfg->stop becomes non-zero (a SIGINT handler in the CLI sets it) the
@@ -64,6 +64,7 @@ typedef struct trainer_config {
     double warmup_epochs;               /* cosine */
     double clip_value, clip_norm;       /* 0 = none */
     double label_smoothing;
+    double mixup;                       /* mixup alpha: lambda ~ Beta(alpha, alpha); 0 = off */
     double val_split;
     double backbone_lr_mult;            /* phase 2 */
     uint64_t seed;
