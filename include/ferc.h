@@ -98,6 +98,13 @@ int ferc_recognizer_num_classes(const ferc_recognizer *r);
 /* "Angry", "Fear", ...; NULL when i is out of range. */
 const char *ferc_recognizer_class_name(const ferc_recognizer *r, int i);
 
+/* Test-time augmentation: how many views of each face the network sees; the probabilities
+ * are averaged. FLIP (the default) is the face and its mirror image (2x the network work);
+ * TENCROP the 4 corner and the centre crops of the face padded by 1/12 of its side, and
+ * their mirrors (10x). */
+typedef enum ferc_tta { FERC_TTA_NONE = 0, FERC_TTA_FLIP = 1, FERC_TTA_TENCROP = 2 } ferc_tta;
+int ferc_recognizer_set_tta(ferc_recognizer *r, ferc_tta tta);
+
 /* Finds every face in img and classifies all of them in one batch. *faces is malloc'ed (NULL
  * when none was found; the caller frees it) and *count set. */
 int ferc_recognize(ferc_recognizer *r, const ferc_image *img, ferc_face **faces, int *count);

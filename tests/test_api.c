@@ -1,7 +1,8 @@
 /* The public API of include/ferc.h: ferc_recognize on the committed public-domain photo with a
  * resnet18 model made here (fixed random weights) gives the detector's box and exactly the
- * probabilities of the internal pipeline (face_recognize); ferc_classify gives exactly the
- * classifier's output on the gray image; FERC_MODEL selects the default model; bad inputs
+ * probabilities of the internal pipeline (face_recognize); ferc_classify gives the mean of the
+ * classifier's outputs on the gray image and its mirror (tta flip, the default), exactly the
+ * classifier's output without tta, and the classifier's tencrop result with tencrop; FERC_MODEL selects the default model; bad inputs
  * (missing model, corrupt model, missing image, NULL arguments) return status codes with
  * messages. The shipped default model, when present, loads and classifies the photo. */
 #include <math.h>
@@ -78,21 +79,38 @@ int main(void)
         free(faces), free(boxes), free(logits), free(probs);
         face_recognizer_destroy(fr);
 
-        /* a whole image as one face: the classifier's result on the gray picture */
+        /* a whole image as one face: the classifier's result on the gray picture; by default
+         * (tta flip) the mean of its probabilities on the picture and on its mirror image */
         ferc_face one;
         CHECK_OK(ferc_classify(r, &img, &one));
         check_face_probs(&one, 6);
         CHECK(one.x == 0 && one.y == 0 && one.w == img.width && one.h == img.height, "whole-image box");
         classifier *c = NULL;
-        image gray = {0};
-        float want[6];
+        image gray = {0}, mirror = {0};
+        float want[6], want_m[6], mean[6];
         CHECK_OK(classifier_load(&c, model));
         CHECK_OK(image_to_gray(&gray, &im));
-        if (c && gray.data) {
+        CHECK_OK(image_flip_h(&mirror, &gray));
+        if (c && gray.data && mirror.data) {
             CHECK_OK(classifier_run_images(c, &gray, 1, NULL, want));
-            CHECK(!memcmp(want, one.probs, sizeof want), "ferc_classify = classifier on the gray image");
+            CHECK_OK(classifier_run_images(c, &mirror, 1, NULL, want_m));
+            for (int j = 0; j < 6; j++) mean[j] = 0.5f * (want[j] + want_m[j]);
+            check_close("ferc_classify (flip) = mean of picture and mirror", one.probs, mean, 6, 1e-5);
+            CHECK(fabsf(want[0] - want_m[0]) > 1e-4f, "the mirror changes the prediction (%g vs %g)", (double)want[0], (double)want_m[0]);
+            CHECK_OK(ferc_recognizer_set_tta(r, FERC_TTA_NONE));
+            CHECK_OK(ferc_classify(r, &img, &one));
+            CHECK(!memcmp(want, one.probs, sizeof want), "ferc_classify (no tta) = classifier on the gray image");
+            CHECK_OK(ferc_recognizer_set_tta(r, FERC_TTA_TENCROP));
+            CHECK_OK(ferc_classify(r, &img, &one));
+            classifier_set_tta(c, CLASSIFY_TTA_TENCROP);
+            CHECK_OK(classifier_run_images(c, &gray, 1, NULL, want));
+            check_close("ferc_classify (tencrop) = classifier (tencrop)", one.probs, want, 6, 1e-5);
+            check_face_probs(&one, 6);
+            CHECK(ferc_recognizer_set_tta(r, (ferc_tta)7) == FERC_ERR_INVALID, "unknown tta");
+            CHECK_OK(ferc_recognizer_set_tta(r, FERC_TTA_FLIP));
         }
         image_free(&gray);
+        image_free(&mirror);
         classifier_destroy(c);
 
         /* a blank picture has no face: success, no list */

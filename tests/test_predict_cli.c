@@ -190,6 +190,36 @@ int main(void)
     free(err);
     unsetenv("FERC_MODEL");
 
+    /* --tta: none gives other probabilities than the default flip; an unknown mode is refused */
+    char *o_flip = NULL, *o_none = NULL, *o_ten = NULL;
+    rc = predict(&o_flip, "--model %s --json " PHOTO, model);
+    CHECK(rc == 0, "default tta: %d", rc);
+    rc = predict(&o_none, "--model %s --tta none --json " PHOTO, model);
+    CHECK(rc == 0, "--tta none: %d", rc);
+    rc = predict(&o_ten, "--model %s --tta tencrop --json " PHOTO, model);
+    CHECK(rc == 0, "--tta tencrop: %d", rc);
+    cJSON *jf = o_flip ? cJSON_Parse(o_flip) : NULL, *jn = o_none ? cJSON_Parse(o_none) : NULL,
+          *jt = o_ten ? cJSON_Parse(o_ten) : NULL;
+    const cJSON *fsf = cJSON_GetObjectItem(cJSON_GetArrayItem(jf, 0), "faces"),
+                *fsn = cJSON_GetObjectItem(cJSON_GetArrayItem(jn, 0), "faces"),
+                *fst = cJSON_GetObjectItem(cJSON_GetArrayItem(jt, 0), "faces");
+    CHECK(cJSON_GetArraySize(fsf) == 1 && cJSON_GetArraySize(fsn) == 1 && cJSON_GetArraySize(fst) == 1, "one face each");
+    if (cJSON_GetArraySize(fsf) == 1 && cJSON_GetArraySize(fsn) == 1 && cJSON_GetArraySize(fst) == 1) {
+        check_face(cJSON_GetArrayItem(fsn, 0));
+        check_face(cJSON_GetArrayItem(fst, 0));
+        double a = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(fsf, 0), "probabilities"), "Angry")->valuedouble,
+               b = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(fsn, 0), "probabilities"), "Angry")->valuedouble,
+               c = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(fst, 0), "probabilities"), "Angry")->valuedouble;
+        CHECK(fabs(a - b) > 1e-6 && fabs(a - c) > 1e-6, "tta changes the probabilities: flip %.9g none %.9g tencrop %.9g", a, b, c);
+    }
+    cJSON_Delete(jf), cJSON_Delete(jn), cJSON_Delete(jt);
+    free(o_flip), free(o_none), free(o_ten);
+    rc = predict(&out, "--model %s --tta sideways " PHOTO, model);
+    err = last_stderr();
+    CHECK(rc == 2 && err && strstr(err, "sideways"), "--tta sideways is refused: %d %s", rc, err ? err : "");
+    free(out);
+    free(err);
+
     /* usage errors */
     rc = predict(&out, "--model %s --no-detect --annotate %s/x.png %s", model, dir, blank);
     CHECK(rc == 2, "--annotate with --no-detect is refused: %d", rc);

@@ -105,6 +105,15 @@ void ferc_recognizer_destroy(ferc_recognizer *r)
 
 int ferc_recognizer_num_classes(const ferc_recognizer *r) { return face_recognizer_num_classes(r->r); }
 
+int ferc_recognizer_set_tta(ferc_recognizer *r, ferc_tta tta)
+{
+    if (!r) return ferc_set_error(FERC_ERR_INVALID, "set_tta: no recognizer");
+    _Static_assert((int)FERC_TTA_NONE == (int)CLASSIFY_TTA_NONE && (int)FERC_TTA_FLIP == (int)CLASSIFY_TTA_FLIP &&
+                       (int)FERC_TTA_TENCROP == (int)CLASSIFY_TTA_TENCROP,
+                   "ferc_tta mirrors classify_tta");
+    return face_recognizer_set_tta(r->r, (classify_tta)tta);
+}
+
 const char *ferc_recognizer_class_name(const ferc_recognizer *r, int i)
 {
     return face_recognizer_class_name(r->r, i);

@@ -59,6 +59,8 @@ static void usage(FILE *out)
             "  --min-neighbors N    default 3\n"
             "  --min-size N         smallest face side in frame pixels (default 0)\n"
             "  --margin M           crop margin per side as a fraction of the box (default 0.1)\n"
+            "  --tta MODE           flip (default: each face as given and mirrored, probabilities\n"
+            "                       averaged), none, or tencrop (10 views per face)\n"
             "  --memory N           frames a track survives without a detection (default 10)\n"
             "  --threads N          threads for the network (default 1: a frame's few faces gain nothing\n"
             "                       from more, and spinning OpenMP threads collapse on a busy machine)\n"
@@ -124,7 +126,7 @@ static int parse_args(int argc, char **argv, opts *o)
     static const char *const with_value[] = {"--model", "--device", "--video", "--images", "--output", "--cascade",
                                              "--max-frames", "--smooth", "--detect-scale", "--detect-every",
                                              "--scale-factor", "--min-neighbors", "--min-size", "--margin",
-                                             "--memory", "--size", "--pixfmt", "--fps", "--threads"};
+                                             "--memory", "--size", "--pixfmt", "--fps", "--threads", "--tta"};
     int full = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -164,6 +166,8 @@ static int parse_args(int argc, char **argv, opts *o)
         } else if (!strcmp(a, "--min-size")) {
             if (cli_parse_int(v, 0, 1 << 20, &n)) return cli_usage_error("camera", "--min-size must be >= 0 (got '%s')", v);
             o->rp.detect.min_w = o->rp.detect.min_h = n;
+        } else if (!strcmp(a, "--tta")) {
+            if (classify_tta_parse(v, &o->rp.tta)) return cli_usage_error("camera", "--tta must be none, flip or tencrop (got '%s')", v);
         } else if (!strcmp(a, "--margin")) {
             if (cli_parse_double(v, 0, 2, &d)) return cli_usage_error("camera", "--margin must be in [0, 2] (got '%s')", v);
             o->rp.margin = (float)d;

@@ -26,7 +26,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ferc eval [--model MODEL] --data DIR|MANIFEST [--split val|train|test] [--root DIR]\n"
-               "                 [--tta flip|tencrop] [--batch N] [--threads N] [--json] [--out DIR]\n\n"
+               "                 [--tta none|flip|tencrop] [--batch N] [--threads N] [--json] [--out DIR]\n\n"
                "  --model FILE     a ferc model (a run's best.safetensors); default: the shipped model\n"
                "  --data PATH      a class-folder tree, or a split manifest (split.csv: path,label,split)\n"
                "                   whose --split rows are evaluated; class names must match the model's\n"
@@ -34,6 +34,7 @@ static void usage(FILE *f)
                "  --root DIR       the image tree a manifest's paths are relative to (default: the \"data\"\n"
                "                   of the config.json next to the manifest, else $FERC_DATA/fer/Training)\n"
                "  --manifest FILE  with --data DIR: evaluate only the --split rows of this manifest\n"
+               "  --tta none       one view per image (the default)\n"
                "  --tta flip       average the probabilities of the image and its mirror\n"
                "  --tta tencrop    average ten views: the 4 corner and the centre crops of the image padded\n"
                "                   by S/12 (reflect), and their mirrors (the training crops, deterministic)\n"
@@ -108,29 +109,6 @@ static int manifest_root(const char *manifest, char *root, size_t cap)
     return 0;
 }
 
-/* View v of tta mode (0 none, 1 flip, 2 tencrop) of each of n normalized (3, S, S) images. */
-static void make_view(const float *src, float *dst, int n, int S, int mode, int v)
-{
-    const int p = S / 12 > 0 ? S / 12 : 1;
-    static const int ox[5] = {0, 2, 0, 2, 1}, oy[5] = {0, 0, 2, 2, 1};
-    int dx = 0, dy = 0, flip = 0;
-    if (mode == 1) flip = v;
-    if (mode == 2) dx = (ox[v % 5] - 1) * p, dy = (oy[v % 5] - 1) * p, flip = v >= 5;
-    for (size_t pl = 0; pl < (size_t)n * 3; pl++) {
-        const float *s = src + pl * S * S;
-        float *d = dst + pl * S * S;
-        for (int y = 0; y < S; y++) {
-            int yy = y + dy;
-            yy = yy < 0 ? -yy : yy >= S ? 2 * S - 2 - yy : yy;
-            for (int x = 0; x < S; x++) {
-                int xx = (flip ? S - 1 - x : x) + dx;
-                xx = xx < 0 ? -xx : xx >= S ? 2 * S - 2 - xx : xx;
-                d[(size_t)y * S + x] = s[(size_t)yy * S + xx];
-            }
-        }
-    }
-}
-
 int cmd_eval(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
@@ -164,11 +142,9 @@ int cmd_eval(int argc, char **argv)
     if (!data) return cli_usage_error("eval", "--data is required: a class-folder tree or a split manifest");
     if (!model && !(model = ferc_default_model_path()))
         return cli_usage_error("eval", "no --model given and the default model is not installed (set FERC_MODEL)");
-    int mode = 0;
-    if (tta && !strcmp(tta, "flip")) mode = 1;
-    else if (tta && !strcmp(tta, "tencrop")) mode = 2;
-    else if (tta) return cli_usage_error("eval", "--tta must be flip or tencrop (got '%s')", tta);
-    const int nviews = mode == 0 ? 1 : mode == 1 ? 2 : 10;
+    classify_tta mode = CLASSIFY_TTA_NONE;
+    if (tta && classify_tta_parse(tta, &mode)) return cli_usage_error("eval", "--tta must be none, flip or tencrop (got '%s')", tta);
+    const int nviews = classify_tta_views(mode);
     int which;
     if (!strcmp(split_name, "train")) which = DATA_SPLIT_TRAIN;
     else if (!strcmp(split_name, "val")) which = DATA_SPLIT_VAL;
@@ -285,7 +261,7 @@ int cmd_eval(int argc, char **argv)
         memset(acc, 0, sizeof(float) * B * K);
         double t0 = time_now();
         for (int v = 0; v < nviews; v++) {
-            if (mode) make_view(x, xv, b.n, S, mode, v);
+            if (mode) classify_tta_view(x, xv, b.n, S, mode, v);
             if (nn_exec_forward(ex, mode ? xv : x, false, logits)) { cli_fail("eval"); goto done; }
             classifier_softmax(logits, b.n, K, probs);
             for (int i = 0; i < b.n * K; i++) acc[i] += probs[i] / (float)nviews;
@@ -324,7 +300,7 @@ int cmd_eval(int argc, char **argv)
         }
         cJSON_AddStringToObject(o, "model", model);
         cJSON_AddStringToObject(o, "data", manifest ? manifest : dir);
-        cJSON_AddStringToObject(o, "tta", tta ? tta : "none");
+        cJSON_AddStringToObject(o, "tta", classify_tta_name(mode));
         cJSON_AddItemToObject(o, "slowest", ss);
         cJSON_AddItemToObject(o, "most_confident_wrong", ws);
         char *full = o ? cJSON_PrintUnformatted(o) : NULL;
@@ -336,7 +312,7 @@ int cmd_eval(int argc, char **argv)
     if (json) printf("%s\n", js);
     else {
         printf("model %s (%s, %d classes, %dx%d) on %s: %lld images%s%s\n", model, m.arch, K, S, S,
-               manifest ? manifest : dir, (long long)mt.n, tta ? ", tta " : "", tta ? tta : "");
+               manifest ? manifest : dir, (long long)mt.n, mode ? ", tta " : "", mode ? classify_tta_name(mode) : "");
         printf("accuracy %.4f  balanced accuracy %.4f  macro F1 %.4f  top-2 %.4f\n\n", mt.accuracy, mt.balanced_accuracy, mt.macro_f1, mt.top2_accuracy);
         printf("%-12s %9s %9s %9s %8s\n", "class", "precision", "recall", "f1", "support");
         for (int c = 0; c < K; c++)

@@ -43,12 +43,17 @@ static void usage(void)
            "                   \"logits\": [...]}, ...]} (numbers with 9 significant digits);\n"
            "                  with --no-detect: {\"image\": PATH, \"label\": NAME,\n"
            "                   \"probabilities\": {NAME: p, ...}, \"logits\": [...]}\n"
+           "                  (with --tta flip or tencrop the logits are the log of the averaged\n"
+           "                  probabilities: their softmax gives the probabilities)\n"
            "  --top K         classes listed per face in the text output (default %d)\n"
            "  --annotate OUT  write the images with each face's box, label and confidence drawn:\n"
            "                  OUT is a file for one image, a folder (created) for several;\n"
            "                  .png or .jpg by name\n"
            "  --cascade FILE  cascade XML (default %s)\n"
            "  --margin F      crop margin per side as a fraction of the box, in [0, 2] (default 0.1)\n"
+           "  --tta MODE      test-time augmentation: the network sees each face as given and\n"
+           "                  mirrored and the probabilities are averaged (flip, the default),\n"
+           "                  ten crops and their mirrors (tencrop, 10x the work), or once (none)\n"
            "  --no-detect     classify each whole image (no face detection)\n"
            "  --batch B       images per forward pass with --no-detect (default %d)\n"
            "  -h, --help      this help\n",
@@ -113,14 +118,15 @@ static void print_json(FILE *out, const classifier *c, const char *path, const f
     fprintf(out, "%s\n  {\"image\": ", first ? "" : ",");
     json_string(out, path);
     fputs(", \"label\": ", out);
-    json_string(out, classifier_class_name(c, argmax(logits, k)));
+    json_string(out, classifier_class_name(c, argmax(probs, k)));
     print_scores(out, classifier_name, c, k, logits, probs);
 }
 
 static void print_text(FILE *out, const classifier *c, const char *path, const float *logits, const float *probs)
 {
     const int k = classifier_meta(c)->num_classes;
-    int best = argmax(logits, k);
+    int best = argmax(probs, k);
+    (void)logits;
     fprintf(out, "%s: %s (%.1f%%)", path, classifier_class_name(c, best), 100.0 * probs[best]);
     /* The runners-up, most likely first, at most five. */
     bool *shown = calloc((size_t)k, sizeof *shown);
@@ -141,10 +147,12 @@ static void print_text(FILE *out, const classifier *c, const char *path, const f
 
 /* ---- --no-detect: whole images ------------------------------------------------------------ */
 
-static int predict_whole_images(const char *model, const char **paths, int npaths, bool json, int batch)
+static int predict_whole_images(const char *model, const char **paths, int npaths, bool json, int batch,
+                                classify_tta tta)
 {
     classifier *c = NULL;
     if (classifier_load(&c, model)) return cli_fail(NULL);
+    classifier_set_tta(c, tta);
     int rc = CLI_OK;
     const int k = classifier_meta(c)->num_classes;
     if (batch > npaths) batch = npaths;
@@ -184,6 +192,7 @@ typedef struct face_opts {
     bool json;
     int top;
     float margin; /* < 0: the recognizer's default */
+    classify_tta tta;
 } face_opts;
 
 /* Reports a failure on an image, naming it once. */
@@ -316,6 +325,7 @@ static int predict_faces(const face_opts *o, const char **paths, int npaths)
     face_recog_params p;
     face_recog_params_default(&p);
     if (o->margin >= 0) p.margin = o->margin;
+    p.tta = o->tta;
     face_recognizer *r = NULL;
     if (face_recognizer_create(&r, o->model, o->cascade, &p)) return cli_fail(NULL);
     const int k = face_recognizer_num_classes(r);
@@ -384,7 +394,7 @@ int cmd_predict(int argc, char **argv)
         usage();
         return CLI_OK;
     }
-    face_opts o = {.top = DEFAULT_TOP, .margin = -1};
+    face_opts o = {.top = DEFAULT_TOP, .margin = -1, .tta = CLASSIFY_TTA_FLIP};
     bool no_detect = false, top_given = false;
     int batch = DEFAULT_BATCH;
     const char **paths = calloc((size_t)argc, sizeof *paths);
@@ -399,7 +409,7 @@ int cmd_predict(int argc, char **argv)
         if (!strcmp(a, "--json")) o.json = true;
         else if (!strcmp(a, "--no-detect")) no_detect = true;
         else if (!strcmp(a, "--model") || !strcmp(a, "--batch") || !strcmp(a, "--top") || !strcmp(a, "--annotate") ||
-                 !strcmp(a, "--cascade") || !strcmp(a, "--margin")) {
+                 !strcmp(a, "--cascade") || !strcmp(a, "--margin") || !strcmp(a, "--tta")) {
             if (i + 1 >= argc) {
                 rc = cli_usage_error("predict", "%s needs a value", a);
                 break;
@@ -412,6 +422,8 @@ int cmd_predict(int argc, char **argv)
                 o.annotate = v;
             } else if (!strcmp(a, "--cascade")) {
                 o.cascade = v;
+            } else if (!strcmp(a, "--tta")) {
+                if (classify_tta_parse(v, &o.tta)) rc = cli_usage_error("predict", "--tta must be none, flip or tencrop, not '%s'", v);
             } else if (!strcmp(a, "--margin")) {
                 double m = strtod(v, &end);
                 if (end == v || *end || !(m >= 0 && m <= 2)) rc = cli_usage_error("predict", "--margin must be a number in [0, 2], not '%s'", v);
@@ -437,7 +449,7 @@ int cmd_predict(int argc, char **argv)
     if (rc == CLI_OK && !npaths) rc = cli_usage_error("predict", "no images given");
     if (rc == CLI_OK && no_detect && (o.annotate || o.cascade || o.margin >= 0 || top_given))
         rc = cli_usage_error("predict", "--annotate, --cascade, --margin and --top need face detection (not with --no-detect)");
-    if (rc == CLI_OK) rc = no_detect ? predict_whole_images(o.model, paths, npaths, o.json, batch) : predict_faces(&o, paths, npaths);
+    if (rc == CLI_OK) rc = no_detect ? predict_whole_images(o.model, paths, npaths, o.json, batch, o.tta) : predict_faces(&o, paths, npaths);
     free(paths);
     return rc;
 }

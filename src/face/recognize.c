@@ -17,9 +17,10 @@ struct face_recognizer {
     models_meta meta;
     char **names;              /* class names (the file's, or "0", "1", ...) */
     nn_exec *plans[RECOG_MAX_PLANS]; /* plans[i] for batch 1 << i, built on first use */
-    int nplans;
-    float *x;                  /* (max_batch, 3, S, S) input buffer */
-    float *out;                /* (max_batch, K) */
+    int views;                 /* test-time augmentation views per face */
+    float *in;                 /* (max_batch, 3, S, S) preprocessed faces (= x without tta) */
+    float *x;                  /* (views * max_batch, 3, S, S) network input */
+    float *out, *pv;           /* (views * max_batch, K) logits and their softmax */
     uint8_t *gray, *small;     /* detection buffers, reused between frames */
     size_t gray_cap, small_cap;
 };
@@ -30,7 +31,10 @@ void face_recog_params_default(face_recog_params *p)
     p->detect_scale = 1.0;
     p->margin = 0.1f;
     p->max_batch = 16;
+    p->tta = CLASSIFY_TTA_FLIP;
 }
+
+static void free_buffers(face_recognizer *r);
 
 void face_recognizer_destroy(face_recognizer *r)
 {
@@ -39,14 +43,56 @@ void face_recognizer_destroy(face_recognizer *r)
     if (r->names)
         for (int i = 0; i < r->meta.num_classes; i++) free(r->names[i]);
     free(r->names);
-    free(r->x);
-    free(r->out);
+    free_buffers(r);
     free(r->gray);
     free(r->small);
     nn_graph_destroy(r->g);
     models_meta_free(&r->meta);
     face_cascade_destroy(r->fc);
     free(r);
+}
+
+static void free_buffers(face_recognizer *r)
+{
+    if (r->in != r->x) free(r->in);
+    free(r->x);
+    free(r->out);
+    free(r->pv);
+    r->in = r->x = r->out = r->pv = NULL;
+}
+
+/* (Re)allocates the input and output buffers for tta's views of max_batch faces. Plans stay:
+ * they depend on the batch size only. */
+static int set_buffers(face_recognizer *r, classify_tta tta)
+{
+    const int views = classify_tta_views(tta), nb = r->p.max_batch, k = r->meta.num_classes;
+    const size_t per = (size_t)3 * r->meta.img_size * r->meta.img_size;
+    if (nb * views > 1 << (RECOG_MAX_PLANS - 1))
+        return ferc_set_error(FERC_ERR_INVALID, "%d faces per pass with tta %s: more than %d inputs", nb,
+                              classify_tta_name(tta), 1 << (RECOG_MAX_PLANS - 1));
+    free_buffers(r);
+    r->x = calloc((size_t)nb * views * per, sizeof(float));
+    r->in = views > 1 ? calloc((size_t)nb * per, sizeof(float)) : r->x;
+    r->out = malloc((size_t)nb * views * k * sizeof(float));
+    r->pv = malloc((size_t)nb * views * k * sizeof(float));
+    if (!r->x || !r->in || !r->out || !r->pv) {
+        free_buffers(r);
+        return ferc_set_error(FERC_ERR_NOMEM, "out of memory for %d faces with tta %s", nb, classify_tta_name(tta));
+    }
+    r->p.tta = tta;
+    r->views = views;
+    return FERC_OK;
+}
+
+int face_recognizer_set_tta(face_recognizer *r, classify_tta tta)
+{
+    if (tta != CLASSIFY_TTA_NONE && tta != CLASSIFY_TTA_FLIP && tta != CLASSIFY_TTA_TENCROP)
+        return ferc_set_error(FERC_ERR_INVALID, "unknown test-time augmentation %d", (int)tta);
+    if (tta == r->p.tta && r->x) return FERC_OK;
+    classify_tta old = r->p.tta;
+    int rc = set_buffers(r, tta);
+    if (rc && set_buffers(r, old)) return rc; /* out of memory twice: the recognizer has no buffers */
+    return rc;
 }
 
 int face_recognizer_create(face_recognizer **out, const char *model_path, const char *cascade_path,
@@ -59,26 +105,28 @@ int face_recognizer_create(face_recognizer **out, const char *model_path, const 
         return ferc_set_error(FERC_ERR_INVALID, "detection scale must be in (0, 1] (got %g)", p->detect_scale);
     if (!(p->margin >= 0 && p->margin <= 2))
         return ferc_set_error(FERC_ERR_INVALID, "face margin must be in [0, 2] (got %g)", (double)p->margin);
-    if (p->max_batch < 1 || p->max_batch > (1 << (RECOG_MAX_PLANS - 1)))
-        return ferc_set_error(FERC_ERR_INVALID, "max batch must be in [1, %d] (got %d)", 1 << (RECOG_MAX_PLANS - 1), p->max_batch);
+    if (p->tta != CLASSIFY_TTA_NONE && p->tta != CLASSIFY_TTA_FLIP && p->tta != CLASSIFY_TTA_TENCROP)
+        return ferc_set_error(FERC_ERR_INVALID, "unknown test-time augmentation %d", (int)p->tta);
+    const int most = (1 << (RECOG_MAX_PLANS - 1)) / classify_tta_views(p->tta);
+    if (p->max_batch < 1 || p->max_batch > most)
+        return ferc_set_error(FERC_ERR_INVALID, "max batch must be in [1, %d] with tta %s (got %d)", most,
+                              classify_tta_name(p->tta), p->max_batch);
     face_recognizer *r = calloc(1, sizeof *r);
     if (!r) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     r->p = *p;
     int nb = 1;
     while (nb < p->max_batch) nb *= 2;
     r->p.max_batch = nb;
-    for (r->nplans = 1; (1 << (r->nplans - 1)) < nb; r->nplans++) {}
     int rc = models_load(model_path, &r->g, &r->meta);
     if (!rc && r->meta.channels != 3)
         rc = ferc_set_error(FERC_ERR_UNSUPPORTED, "%s: %d input channels; ferc's networks take 3", model_path, r->meta.channels);
     if (!rc && (rc = nn_graph_infer_shapes(r->g, 1, 3, r->meta.img_size, r->meta.img_size)))
         ferc_wrap_error(rc, "%s (input size %d)", model_path, r->meta.img_size);
-    const int k = r->meta.num_classes, s = r->meta.img_size;
+    const int k = r->meta.num_classes;
     if (!rc) {
         r->names = calloc((size_t)k, sizeof *r->names);
-        r->x = calloc((size_t)nb * 3 * s * s, sizeof(float));
-        r->out = malloc((size_t)nb * k * sizeof(float));
-        if (!r->names || !r->x || !r->out) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+        if (!r->names) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+        else rc = set_buffers(r, p->tta);
     }
     for (int i = 0; !rc && i < k; i++) {
         char num[16];
@@ -203,21 +251,37 @@ static int plan(face_recognizer *r, int i, nn_exec **ex)
     return FERC_OK;
 }
 
-/* Runs the network on the first m inputs of r->x (m <= max_batch), padding with zeros to the
- * plan's batch, and writes rows [0, m) of logits/probs (either may be NULL). */
+/* Runs the network on the first m preprocessed faces of r->in (m <= max_batch): all their
+ * test-time views in one batch, padded with zeros to the plan's batch, and writes rows [0, m)
+ * of logits/probs (either may be NULL): with tta, the mean of the views' probabilities and
+ * its log as logits (see classify.h). */
 static int run_filled(face_recognizer *r, int m, float *logits, float *probs)
 {
-    const int k = r->meta.num_classes, s = r->meta.img_size;
+    const int k = r->meta.num_classes, s = r->meta.img_size, V = r->views, M = V * m;
     const size_t per = (size_t)3 * s * s;
+    if (!r->x) return ferc_set_error(FERC_ERR_NOMEM, "the recognizer lost its buffers (out of memory)");
+    if (V > 1)
+        for (int v = 0; v < V; v++) classify_tta_view(r->in, r->x + (size_t)v * m * per, m, s, r->p.tta, v);
     int pi = 0;
-    while ((1 << pi) < m) pi++;
-    memset(r->x + (size_t)m * per, 0, (size_t)((1 << pi) - m) * per * sizeof(float));
+    while ((1 << pi) < M) pi++;
+    memset(r->x + (size_t)M * per, 0, (size_t)((1 << pi) - M) * per * sizeof(float));
     nn_exec *ex = NULL;
     int rc;
     if ((rc = plan(r, pi, &ex))) return rc;
     if ((rc = nn_exec_forward(ex, r->x, false, r->out))) return rc;
-    if (logits) memcpy(logits, r->out, (size_t)m * k * sizeof(float));
-    if (probs) classifier_softmax(r->out, m, k, probs);
+    if (V == 1) {
+        if (logits) memcpy(logits, r->out, (size_t)m * k * sizeof(float));
+        if (probs) classifier_softmax(r->out, m, k, probs);
+        return FERC_OK;
+    }
+    classifier_softmax(r->out, M, k, r->pv);
+    for (size_t i = 0; i < (size_t)m * k; i++) { /* mean probabilities; logits: their log */
+        double sp = 0;
+        for (int v = 0; v < V; v++) sp += r->pv[(size_t)v * m * k + i];
+        sp /= V;
+        if (logits) logits[i] = (float)log(sp > 1e-38 ? sp : 1e-38);
+        if (probs) probs[i] = (float)sp;
+    }
     return FERC_OK;
 }
 
@@ -232,7 +296,7 @@ int face_recognizer_classify(face_recognizer *r, const image *img, const face_bo
         for (int i = 0; i < m; i++) {
             image crop;
             if ((rc = face_recognizer_crop(r, img, &boxes[start + i], &crop))) return rc;
-            rc = classify_preprocess(&r->meta, &crop, r->x + (size_t)i * per);
+            rc = classify_preprocess(&r->meta, &crop, r->in + (size_t)i * per);
             image_free(&crop);
             if (rc) return rc;
         }
@@ -249,7 +313,7 @@ int face_recognizer_classify_crop(face_recognizer *r, const image *face, float *
     image gray = {0};
     int rc = FERC_OK;
     if (face->channels != 1 && (rc = image_to_gray(&gray, face))) return rc;
-    rc = classify_preprocess(&r->meta, face->channels == 1 ? face : &gray, r->x);
+    rc = classify_preprocess(&r->meta, face->channels == 1 ? face : &gray, r->in);
     image_free(&gray);
     return rc ? rc : run_filled(r, 1, logits, probs);
 }

@@ -4,7 +4,9 @@
  *       -> boxes in frame pixels -> crop with a margin (zero outside the frame) -> gray (PIL's
  *       "L", as the FER training images) -> resize to the model's img_size and normalize with
  *       the model file's mean/std (models/classify's preprocessing) -> ONE forward pass for all
- *       faces of the frame -> logits and softmax probabilities.
+ *       faces of the frame and their test-time views (default: the face and its mirror) ->
+ *       softmax probabilities averaged over the views (logits: the network's without tta,
+ *       the log of the mean probabilities with it).
  *
  * Batching: execution plans are built lazily for batch sizes 1, 2, 4, 8 ... max_batch and kept,
  * so a frame with n faces runs on the smallest plan >= n, padded with zeros (more than
@@ -27,6 +29,7 @@
 
 #include "face/cascade.h"
 #include "image/image.h"
+#include "models/classify.h"
 #include "models/models.h"
 
 typedef struct face_recog_params {
@@ -35,10 +38,13 @@ typedef struct face_recog_params {
     double detect_scale;       /* (0, 1]: detection runs on the frame resized by this factor and
                                   boxes are scaled back; 1 = full resolution (OpenCV parity) */
     float margin;              /* added to each side of a box, as a fraction of its side */
-    int max_batch;             /* largest planned batch (rounded up to a power of two) */
+    int max_batch;             /* most faces per forward pass (rounded up to a power of two) */
+    classify_tta tta;          /* test-time augmentation: every face's views go through the
+                                  network in the same batch, results averaged */
 } face_recog_params;
 
-/* OpenCV's detection defaults at full resolution, margin 0.1, max_batch 16. */
+/* OpenCV's detection defaults at full resolution, margin 0.1, max_batch 16, tta flip (the face
+ * and its mirror image). */
 void face_recog_params_default(face_recog_params *p);
 
 typedef struct face_recognizer face_recognizer;
@@ -46,6 +52,8 @@ typedef struct face_recognizer face_recognizer;
 /* Loads the model file and the cascade (NULL: FACE_CASCADE_DEFAULT_PATH). */
 int face_recognizer_create(face_recognizer **out, const char *model_path, const char *cascade_path,
                            const face_recog_params *p);
+/* Changes the test-time augmentation (buffers are reallocated; plans are kept). */
+int face_recognizer_set_tta(face_recognizer *r, classify_tta tta);
 void face_recognizer_destroy(face_recognizer *r);
 const models_meta *face_recognizer_meta(const face_recognizer *r);
 /* Class name of label i ("0", "1", ... when the file names none); NULL when out of range. */

@@ -12,6 +12,7 @@ struct classifier {
     models_meta meta;
     nn_exec *ex;        /* planned for ex_batch inputs, or NULL */
     int ex_batch;
+    classify_tta tta;
     char **default_names; /* "0", "1", ... when the file has no class names */
 };
 
@@ -121,10 +122,49 @@ void classifier_softmax(const float *logits, int n, int k, float *probs)
     }
 }
 
-int classifier_run(classifier *c, const float *x, int n, float *logits, float *probs)
+int classify_tta_parse(const char *s, classify_tta *t)
 {
-    if (n <= 0) return ferc_set_error(FERC_ERR_INVALID, "classifier: batch of %d inputs", n);
-    const int k = c->meta.num_classes, s = c->meta.img_size;
+    static const char *names[] = {"none", "flip", "tencrop"};
+    for (int i = 0; i < 3; i++)
+        if (s && !strcmp(s, names[i])) return *t = (classify_tta)i, FERC_OK;
+    return ferc_set_error(FERC_ERR_INVALID, "test-time augmentation must be none, flip or tencrop (got '%s')", s ? s : "");
+}
+
+const char *classify_tta_name(classify_tta t)
+{
+    return t == CLASSIFY_TTA_FLIP ? "flip" : t == CLASSIFY_TTA_TENCROP ? "tencrop" : "none";
+}
+
+int classify_tta_views(classify_tta t) { return t == CLASSIFY_TTA_FLIP ? 2 : t == CLASSIFY_TTA_TENCROP ? 10 : 1; }
+
+void classify_tta_view(const float *src, float *dst, int n, int S, classify_tta t, int v)
+{
+    const int p = S / 12 > 0 ? S / 12 : 1;
+    static const int ox[5] = {0, 2, 0, 2, 1}, oy[5] = {0, 0, 2, 2, 1};
+    int dx = 0, dy = 0, flip = 0;
+    if (t == CLASSIFY_TTA_FLIP) flip = v == 1;
+    if (t == CLASSIFY_TTA_TENCROP) /* views 0-3 the corners, 4 the centre, 5-9 their mirrors */
+        dx = (ox[v % 5] - 1) * p, dy = (oy[v % 5] - 1) * p, flip = v >= 5;
+    for (size_t pl = 0; pl < (size_t)n * 3; pl++) {
+        const float *s = src + pl * S * S;
+        float *d = dst + pl * S * S;
+        for (int y = 0; y < S; y++) {
+            int yy = y + dy;
+            yy = yy < 0 ? -yy : yy >= S ? 2 * S - 2 - yy : yy;
+            for (int x = 0; x < S; x++) {
+                int xx = (flip ? S - 1 - x : x) + dx;
+                xx = xx < 0 ? -xx : xx >= S ? 2 * S - 2 - xx : xx;
+                d[(size_t)y * S + x] = s[(size_t)yy * S + xx];
+            }
+        }
+    }
+}
+
+void classifier_set_tta(classifier *c, classify_tta t) { c->tta = t; }
+
+static int run_plain(classifier *c, const float *x, int n, float *out)
+{
+    const int s = c->meta.img_size;
     int rc;
     if (!c->ex || c->ex_batch != n) {
         nn_exec_destroy(c->ex);
@@ -132,11 +172,40 @@ int classifier_run(classifier *c, const float *x, int n, float *logits, float *p
         if ((rc = nn_exec_create(&c->ex, c->g, NULL, n, 3, s, s, 0))) return rc;
         c->ex_batch = n;
     }
-    float *out = logits ? logits : malloc((size_t)n * k * sizeof(float));
-    if (!out) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
-    rc = nn_exec_forward(c->ex, x, false, out);
-    if (!rc && probs) classifier_softmax(out, n, k, probs);
-    if (out != logits) free(out);
+    return nn_exec_forward(c->ex, x, false, out);
+}
+
+int classifier_run(classifier *c, const float *x, int n, float *logits, float *probs)
+{
+    if (n <= 0) return ferc_set_error(FERC_ERR_INVALID, "classifier: batch of %d inputs", n);
+    const int k = c->meta.num_classes, views = classify_tta_views(c->tta);
+    const size_t nk = (size_t)n * k;
+    if (views == 1) {
+        float *out = logits ? logits : malloc(nk * sizeof(float));
+        if (!out) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+        int rc = run_plain(c, x, n, out);
+        if (!rc && probs) classifier_softmax(out, n, k, probs);
+        if (out != logits) free(out);
+        return rc;
+    }
+    const size_t in = (size_t)n * classifier_input_size(c);
+    float *xv = malloc(in * sizeof(float)), *out = malloc(nk * 2 * sizeof(float)), *pv = out + nk;
+    double *sp = calloc(nk, sizeof(double));
+    int rc = xv && out && sp ? FERC_OK : ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    for (int v = 0; v < views && !rc; v++) {
+        classify_tta_view(x, xv, n, c->meta.img_size, c->tta, v);
+        if ((rc = run_plain(c, xv, n, out))) break;
+        classifier_softmax(out, n, k, pv);
+        for (size_t i = 0; i < nk; i++) sp[i] += pv[i];
+    }
+    for (size_t i = 0; i < nk && !rc; i++) {
+        double p = sp[i] / views;
+        if (logits) logits[i] = (float)log(p > 1e-38 ? p : 1e-38);
+        if (probs) probs[i] = (float)p;
+    }
+    free(xv);
+    free(out);
+    free(sp);
     return rc;
 }
 

@@ -43,13 +43,33 @@ size_t classifier_input_size(const classifier *c);
 int classifier_preprocess(const classifier *c, const image *img, float *out);
 /* The same with explicit metadata (img_size, channels 3, mean, std): out is (3, S, S). */
 int classify_preprocess(const models_meta *m, const image *img, float *out);
-/* Eval forward pass of n preprocessed inputs x (n, C, S, S) in one batch. logits and probs
- * (softmax) are (n, K); either may be NULL. */
+/* Eval forward pass of n preprocessed inputs x (n, C, S, S) in one batch (one per view with
+ * test-time augmentation, see below). logits and probs (softmax) are (n, K); either may be
+ * NULL. */
 int classifier_run(classifier *c, const float *x, int n, float *logits, float *probs);
 /* classifier_preprocess on each image, then classifier_run. */
 int classifier_run_images(classifier *c, const image *imgs, int n, float *logits, float *probs);
 
 /* Numerically stable softmax of each of the n rows of k logits. */
 void classifier_softmax(const float *logits, int n, int k, float *probs);
+
+/* Test-time augmentation: the network sees several views of each input and the probabilities
+ * are the mean of the views' softmax; the logits reported with it are the log of those
+ * probabilities, so that their softmax still gives the probabilities.
+ *   none     the input itself
+ *   flip     the input and its mirror image
+ *   tencrop  the 4 corner and the centre crops of the input padded by S/12 (reflect), and
+ *            their mirrors: the training crops of randomcrop(S, pad=S/12) | hflip,
+ *            deterministic */
+typedef enum classify_tta { CLASSIFY_TTA_NONE, CLASSIFY_TTA_FLIP, CLASSIFY_TTA_TENCROP } classify_tta;
+/* "none", "flip", "tencrop"; FERC_ERR_INVALID with a message otherwise. */
+int classify_tta_parse(const char *s, classify_tta *t);
+const char *classify_tta_name(classify_tta t);
+int classify_tta_views(classify_tta t);            /* 1, 2, 10 */
+/* View v of each of n preprocessed (3, S, S) inputs, src to dst (flip: 0 the input, 1 its
+ * mirror; tencrop: 0-3 the corners, 4 the centre (the input), 5-9 their mirrors). */
+void classify_tta_view(const float *src, float *dst, int n, int S, classify_tta t, int v);
+/* classifier_run averages over these views from now on (default none). */
+void classifier_set_tta(classifier *c, classify_tta t);
 
 #endif

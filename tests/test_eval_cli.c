@@ -1,0 +1,217 @@
+/* ferc eval on a model trained here (ferc train, 3 generated classes at 16x16, a tenth of each
+ * folder drawn from another class so that the model makes mistakes):
+ *   - the confusion matrix equals the one counted from `ferc predict --no-detect` on the same
+ *     images (without tta and with --tta flip), and accuracy, balanced accuracy, per-class
+ *     support and recall follow from it; top-2 >= accuracy; fractions in [0, 1]
+ *   - a split manifest with --root evaluates exactly its --split rows
+ *   - --out writes confusion.png and eval.json
+ *   - a class the model does not know, a missing folder, a bad --tta: clear errors */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/core.h"
+#include "ferc.h"
+#include "image/image.h"
+#include "testutil.h"
+
+#define NCLS 3
+#define PER_CLASS 30
+static const char *classes[NCLS] = {"Bright", "Dark", "Top"}; /* the model's (sorted) order */
+static char root[256];
+static const char *bin;
+
+/* Image i of folder c: drawn from class c, except every tenth from class (c + 1) % 3. */
+static void make_data(const char *sub, const char *const *names, int ncls)
+{
+    rng r;
+    rng_seed(&r, 21);
+    char path[512];
+    for (int c = 0; c < ncls; c++) {
+        snprintf(path, sizeof path, "%s/%s/%s", root, sub, names[c]);
+        file_mkdirs(path);
+        for (int i = 0; i < PER_CLASS; i++) {
+            int kind = i % 10 == 9 ? (c + 1) % 3 : c % 3;
+            image img;
+            image_alloc(&img, 16, 16, 1);
+            for (int y = 0; y < 16; y++)
+                for (int x = 0; x < 16; x++) {
+                    int base = kind == 0 ? 200 : kind == 1 ? 50 : (y < 8 ? 220 : 30);
+                    img.data[y * img.stride + x] = (uint8_t)(base + (int)rng_below(&r, 60) - 30);
+                }
+            snprintf(path, sizeof path, "%s/%s/%s/%02d.png", root, sub, names[c], i);
+            image_save(&img, path, 90);
+            image_free(&img);
+        }
+    }
+}
+
+static cJSON *run_json(const char *args, int *rc)
+{
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>/dev/null", bin, args);
+    *rc = test_capture(cmd, &out);
+    cJSON *j = out ? cJSON_Parse(out) : NULL;
+    if (!j) fprintf(stderr, "not JSON from %s:\n%.400s\n", cmd, out ? out : "(nothing)");
+    free(out);
+    return j;
+}
+
+static int class_of(const char *name)
+{
+    for (int c = 0; c < NCLS; c++)
+        if (name && !strcmp(name, classes[c])) return c;
+    return -1;
+}
+
+/* The confusion matrix counted from `ferc predict --no-detect --json` on every image. */
+static void predicted_confusion(const char *model, const char *tta, long conf[NCLS][NCLS])
+{
+    memset(conf, 0, sizeof(long) * NCLS * NCLS);
+    char args[1024];
+    snprintf(args, sizeof args, "predict --model %s --no-detect --tta %s --json %s/data/*/*.png", model, tta, root);
+    int rc;
+    cJSON *j = run_json(args, &rc);
+    CHECK(rc == 0 && cJSON_GetArraySize(j) == NCLS * PER_CLASS, "predict: %d, %d results", rc, cJSON_GetArraySize(j));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, j)
+    {
+        const char *path = cJSON_GetStringValue(cJSON_GetObjectItem(e, "image"));
+        int p = class_of(cJSON_GetStringValue(cJSON_GetObjectItem(e, "label"))), t = -1;
+        for (int c = 0; c < NCLS && path; c++) {
+            char dir[64];
+            snprintf(dir, sizeof dir, "/%s/", classes[c]);
+            if (strstr(path, dir)) t = c;
+        }
+        CHECK(p >= 0 && t >= 0, "predict result for %s", path ? path : "?");
+        if (p >= 0 && t >= 0) conf[t][p]++;
+    }
+    cJSON_Delete(j);
+}
+
+static double num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    CHECK(cJSON_IsNumber(v), "%s is a number", key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* Checks eval's JSON against a confusion matrix counted independently. */
+static void check_eval(const cJSON *j, long want[NCLS][NCLS], long n_want, const char *what)
+{
+    CHECK(j != NULL, "%s: JSON", what);
+    if (!j) return;
+    const cJSON *conf = cJSON_GetObjectItem(j, "confusion"), *pc = cJSON_GetObjectItem(j, "per_class");
+    CHECK(cJSON_GetArraySize(conf) == NCLS && cJSON_GetArraySize(pc) == NCLS, "%s: 3x3 confusion, 3 classes", what);
+    long n = 0, diag = 0, same = 0;
+    double recall_sum = 0;
+    for (int t = 0; t < NCLS && cJSON_GetArraySize(conf) == NCLS; t++) {
+        const cJSON *row = cJSON_GetArrayItem(conf, t), *cls = cJSON_GetArrayItem(pc, t);
+        long support = 0;
+        for (int p = 0; p < NCLS; p++) {
+            long v = (long)cJSON_GetArrayItem(row, p)->valuedouble;
+            same += v == want[t][p];
+            n += v, support += v;
+            if (p == t) diag += v;
+        }
+        CHECK(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(cls, "class")), classes[t]), "%s: class %d name", what, t);
+        CHECK(num(cls, "support") == support, "%s: support of %s", what, classes[t]);
+        double rec = num(cls, "recall");
+        CHECK(fabs(rec - (double)want[t][t] / support) < 1e-9, "%s: recall of %s %g", what, classes[t], rec);
+        recall_sum += rec;
+    }
+    CHECK(same == NCLS * NCLS, "%s: the confusion matrix equals predict's (%ld of 9 cells)", what, same);
+    CHECK(n == n_want, "%s: %ld images evaluated, want %ld", what, n, n_want);
+    double acc = num(j, "accuracy"), bal = num(j, "balanced_accuracy"), f1 = num(j, "macro_f1"),
+           top2 = num(j, "top2_accuracy");
+    printf("%s: accuracy %.4f balanced %.4f macro F1 %.4f top-2 %.4f\n", what, acc, bal, f1, top2);
+    CHECK(fabs(acc - (double)diag / n) < 1e-9, "%s: accuracy is the trace over n", what);
+    CHECK(fabs(bal - recall_sum / NCLS) < 1e-9, "%s: balanced accuracy is the mean recall", what);
+    CHECK(f1 >= 0 && f1 <= 1 && top2 >= acc && top2 <= 1, "%s: macro F1 %g, top-2 %g", what, f1, top2);
+}
+
+int main(void)
+{
+    bin = getenv("FERC_BIN");
+    if (!bin) return test_skip("FERC_BIN is not set (run through ctest)");
+    snprintf(root, sizeof root, "/tmp/ferc_test_eval_XXXXXX");
+    if (!mkdtemp(root)) return test_skip("no temporary folder");
+    make_data("data", classes, NCLS);
+    CHECK(test_sh("'%s' train --data %s/data --arch resnet18 --img-size 16 --batch 8 --epochs 5 --lr 0.01 "
+                  "--optimizer adam --augment 'normalize(cifar10)' --seed 3 --threads 1 --quiet --out %s/run >/dev/null",
+                  bin, root, root) == 0,
+          "ferc train");
+    char model[300], args[1024];
+    snprintf(model, sizeof model, "%s/run/best.safetensors", root);
+    int rc;
+
+    /* whole folder, without and with tta, against predict */
+    long want[NCLS][NCLS];
+    const char *ttas[2] = {"none", "flip"};
+    for (int t = 0; t < 2; t++) {
+        predicted_confusion(model, ttas[t], want);
+        snprintf(args, sizeof args, "eval --model %s --data %s/data --tta %s --threads 1 --json", model, root, ttas[t]);
+        cJSON *j = run_json(args, &rc);
+        CHECK(rc == 0, "eval exit %d", rc);
+        char what[32];
+        snprintf(what, sizeof what, "eval --tta %s", ttas[t]);
+        check_eval(j, want, NCLS * PER_CLASS, what);
+        CHECK(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(j, "tta")) ? cJSON_GetStringValue(cJSON_GetObjectItem(j, "tta")) : "", ttas[t]),
+              "tta recorded");
+        if (t == 0) {
+            double acc = num(j, "accuracy");
+            CHECK(acc >= 0.6 && acc < 1, "a trained model that makes mistakes: accuracy %g", acc);
+            const cJSON *w = cJSON_GetObjectItem(j, "most_confident_wrong"), *s = cJSON_GetObjectItem(j, "slowest");
+            CHECK(cJSON_GetArraySize(w) >= 1 && cJSON_GetArraySize(s) == 10, "lists: %d wrong, %d slowest",
+                  cJSON_GetArraySize(w), cJSON_GetArraySize(s));
+        }
+        cJSON_Delete(j);
+    }
+
+    /* a split manifest: only its val rows (the first 10 images of each class) */
+    char path[512];
+    snprintf(path, sizeof path, "%s/split.csv", root);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL, "split.csv");
+    if (f) {
+        fprintf(f, "path,label,split\n");
+        for (int c = 0; c < NCLS; c++)
+            for (int i = 0; i < PER_CLASS; i++) fprintf(f, "%s/%02d.png,%s,%s\n", classes[c], i, classes[c], i < 10 ? "val" : "train");
+        fclose(f);
+    }
+    snprintf(args, sizeof args, "eval --model %s --data %s --root %s/data --threads 1 --json --out %s/evalout", model, path,
+             root, root);
+    cJSON *j = run_json(args, &rc);
+    CHECK(rc == 0, "eval on a manifest: exit %d", rc);
+    long total = 0;
+    const cJSON *pc = cJSON_GetObjectItem(j, "per_class"), *e;
+    cJSON_ArrayForEach(e, pc) total += (long)num(e, "support");
+    CHECK(total == 10 * NCLS, "manifest: %ld images, want the 30 val rows", total);
+    cJSON_Delete(j);
+    snprintf(path, sizeof path, "%s/evalout/confusion.png", root);
+    image png = {0};
+    CHECK_OK(image_load(&png, path, IMAGE_MODE_ANY, 0));
+    CHECK(png.width > 100 && png.height > 100, "confusion.png %dx%d", png.width, png.height);
+    image_free(&png);
+    snprintf(path, sizeof path, "%s/evalout/eval.json", root);
+    CHECK(file_exists(path), "eval.json written");
+
+    /* errors */
+    static const char *const other[NCLS] = {"Bright", "Dark", "Sideways"};
+    make_data("other", other, NCLS);
+    snprintf(args, sizeof args, "eval --model %s --data %s/other --threads 1", model, root);
+    static const char *const unknown[] = {"Sideways", NULL};
+    test_expect_ferc(bin, args, 1, unknown);
+    snprintf(args, sizeof args, "eval --model %s --data %s/nonexistent", model, root);
+    static const char *const missing[] = {"nonexistent", NULL};
+    test_expect_ferc(bin, args, 1, missing);
+    snprintf(args, sizeof args, "eval --model %s --data %s/data --tta sideways", model, root);
+    static const char *const badtta[] = {"sideways", NULL};
+    test_expect_ferc(bin, args, 2, badtta);
+
+    if (!getenv("KEEP")) test_sh("rm -rf '%s'", root);
+    return test_finish("eval_cli");
+}
