@@ -3,8 +3,20 @@
  * float64 PyTorch reference (tools/gen_train_parity.py). Some gradients of a deep stack of
  * training-mode batch norms are ill-conditioned: PyTorch's own float32 result is off by up to
  * 1e-2 there, so each tensor must be within max(1e-3, 4 x PyTorch's float32 error) of the
- * reference. The fixture is large, so the test runs only when FERC_BIG_FIXTURES names the
- * folder holding <arch>_train.safetensors. */
+ * reference.
+ *
+ * ReLU flips: among the ~10^6 pre-activations of a forward pass a few lie within float32
+ * rounding of zero, and a float32 forward pass (ferc's or PyTorch's) puts some of them on the
+ * other side of the kink than float64 does. The gradient upstream of such a ReLU then differs
+ * by far more than rounding (densenet121 at 48x48: one flipped element of denselayer5.relu2
+ * moves the gradients of block 1 by up to 5e-2; PyTorch's float32 run flips one in
+ * denselayer3.relu2 instead, with errors up to 5e-2 upstream of it). The test finds ferc's
+ * flips from the reference's ReLU outputs ("y.*"), requires each to be a true ambiguity (both
+ * values within 1e-4 of the tensor's scale from zero) and excuses a gradient beyond tolerance
+ * only when its layer lies before a flipped ReLU.
+ *
+ * The fixture is large, so the test runs only when FERC_BIG_FIXTURES names the folder holding
+ * <arch>_train.safetensors. */
 
 #include <math.h>
 #include <stdlib.h>
@@ -25,6 +37,46 @@ static double torch32_err(const st_file *f, const char *key)
     float v = 0;
     if (t && t->dtype == ST_F32) memcpy(&v, t->data, 4);
     return v;
+}
+
+/* The node a parameter belongs to. */
+static int node_of_param(const nn_graph *g, int param)
+{
+    for (int i = 0; i < g->nnodes; i++)
+        if (param >= g->nodes[i].param_first && param < g->nodes[i].param_first + g->nodes[i].param_count) return i;
+    return -1;
+}
+
+/* ReLU outputs of ferc's training forward pass on the other side of zero than the float64
+ * reference's. Returns the highest node id with a flip (-1: none); *nflips counts them. */
+static int relu_flips(nn_exec *ex, const nn_graph *g, const st_file *f, int *nflips)
+{
+    int last = -1, checked = 0;
+    *nflips = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        char key[300];
+        snprintf(key, sizeof key, "y.%s", g->nodes[i].name);
+        const st_tensor *t = g->nodes[i].op == NN_OP_RELU ? st_find(f, key) : NULL;
+        if (!t) continue;
+        size_t n = t->nbytes / 4;
+        float *mine = malloc(n * sizeof(float));
+        CHECK_OK(nn_exec_node_output(ex, i, mine, n));
+        const float *want = (const float *)t->data;
+        float scale = 0;
+        for (size_t j = 0; j < n; j++) scale = fmaxf(scale, want[j]);
+        for (size_t j = 0; j < n; j++)
+            if ((want[j] > 0) != (mine[j] > 0)) {
+                (*nflips)++;
+                last = i;
+                printf("  relu flip: %s element %zu: float64 %.3g, ferc %.3g (scale %.3g)\n", g->nodes[i].name, j,
+                       (double)want[j], (double)mine[j], (double)scale);
+                CHECK(fmaxf(want[j], mine[j]) <= 1e-4f * scale, "flip of %s[%zu] is not near zero", g->nodes[i].name, j);
+            }
+        checked++;
+        free(mine);
+    }
+    printf("  %d ReLU outputs compared with float64's, %d flipped elements\n", checked, *nflips);
+    return last;
 }
 
 static void run_arch(const char *dir, const char *arch)
@@ -57,7 +109,9 @@ static void run_arch(const char *dir, const char *arch)
     check_close("loss", &loss, fx_f32(&f, "loss", 1), 1, 1e-5);
     double wg = 0, wb = 0, wg_ratio = 0;
     const char *wgn = "";
-    int over = 0;
+    int over = 0, excused = 0, nflips = 0;
+    const int last_flip = relu_flips(ex, g, &f, &nflips);
+    CHECK(nflips <= 10, "%d ReLU flips: more than rounding explains", nflips);
     char key[256];
     for (int i = 0; i < g->nparams; i++) {
         const nn_param *p = &g->param_table[i];
@@ -68,14 +122,20 @@ static void run_arch(const char *dir, const char *arch)
         if (!want) continue;
         double e = max_rel_err(tr ? g->grads + p->offset : nn_param_data(g, p), want, p->count, 1e-6);
         double t32 = tr ? torch32_err(&f, key) : 0;
-        if (tr && e > fmax(1e-3, 4 * t32)) over++, fprintf(stderr, "  %s: %.3e (torch float32 %.3e)\n", key, e, t32);
+        if (tr && e > fmax(1e-3, 4 * t32)) {
+            if (node_of_param(g, i) < last_flip)
+                excused++, printf("  %s: %.3e (torch float32 %.3e): upstream of a ReLU flip\n", key, e, t32);
+            else
+                over++, fprintf(stderr, "  %s: %.3e (torch float32 %.3e)\n", key, e, t32);
+        }
         if (tr && e > wg) wg = e, wgn = p->name;
         if (tr && t32 > 0 && e / t32 > wg_ratio) wg_ratio = e / t32;
         if (getenv("FERC_VERBOSE") && e > 1e-4) printf("    %s %.3e (torch float32 %.3e)\n", key, e, t32);
         if (!tr && e > wb) wb = e;
     }
-    printf("  %-48s max rel err %.3e [%s]; worst ratio to torch float32's own error %.2f\n",
-           "every parameter gradient vs float64", wg, wgn, wg_ratio);
+    printf("  %-48s max rel err %.3e [%s]; worst ratio to torch float32's own error %.2f; %d beyond it "
+           "upstream of a ReLU flip\n",
+           "every parameter gradient vs float64", wg, wgn, wg_ratio, excused);
     printf("  %-48s max rel err %.3e (tol 1e-04)\n", "running statistics", wb);
     CHECK(over == 0, "%d gradients beyond max(1e-3, 4 x torch float32 error)", over);
     CHECK(wb <= 1e-4);

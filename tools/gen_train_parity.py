@@ -7,7 +7,8 @@ writes DIR/<arch>_train.safetensors: torchvision <arch> (6 classes, seeded init,
 statistics randomized), a batch of 8 inputs at SIZExSIZE with labels, the logits and loss of a
 training-mode forward pass, every parameter gradient, the running statistics after it, and the
 parameters after 3 SGD steps (lr 0.01, momentum 0.9, weight decay 5e-4) on the same batch, all
-computed in float64, and PyTorch's own float32 error against that reference per tensor.
+computed in float64, PyTorch's own float32 error against that reference per tensor, and the
+output of every ReLU in the float64 forward pass.
 tests/test_parity_train_big.c compares ferc with it when FERC_BIG_FIXTURES=DIR.
 """
 import copy
@@ -22,11 +23,23 @@ sys.path.insert(0, os.path.dirname(__file__))
 from gen_nn_fixtures import save  # noqa: E402
 
 
-def run(m0, x, y, dtype):
-    """One training step and 3 SGD steps in `dtype`; returns logits, loss, grads, buffers, params."""
+def run(m0, x, y, dtype, relu_out=None):
+    """One training step and 3 SGD steps in `dtype`; returns logits, loss, grads, buffers, params.
+    With relu_out (a dict), the output of every ReLU module in the first forward pass is stored
+    there under its module name (a module called twice: "name", then "name#2")."""
     m = copy.deepcopy(m0).to(dtype)
     m.train()
+    hooks = []
+    if relu_out is not None:
+        for name, mod in m.named_modules():
+            if isinstance(mod, torch.nn.ReLU):
+                def hook(mod, inp, out, name=name):
+                    key = name if name not in relu_out else name + "#2"
+                    relu_out[key] = out.detach().float().clone()
+                hooks.append(mod.register_forward_hook(hook))
     logits = m(x.to(dtype))
+    for h in hooks:
+        h.remove()
     loss = F.cross_entropy(logits, y)
     loss.backward()
     grads = {k: p.grad.clone() for k, p in m.named_parameters()}
@@ -71,7 +84,13 @@ def main():
     # The reference is computed in float64. PyTorch's own float32 error against it is stored
     # too ("e32.*"): some gradients are ill-conditioned (a deep stack of training-mode batch
     # norms makes them near-cancelling sums), and no float32 implementation can do better.
-    l64, loss64, g64, b64, s64, a64 = run(m, x, y, torch.float64)
+    # ReLU outputs of the float64 forward pass ("y.*"): a float32 forward rounds a few
+    # pre-activations that lie within ~1e-6 of zero to the other side of the kink, which changes
+    # the gradient upstream of that ReLU by far more than rounding does; the test finds these.
+    relus = {}
+    l64, loss64, g64, b64, s64, a64 = run(m, x, y, torch.float64, relus)
+    for k, v in relus.items():
+        t["y." + k] = v
     l32, loss32, g32, b32, s32, a32 = run(m, x, y, torch.float32)
     for k in a64:
         if a64[k].dtype == torch.float64:
