@@ -1,7 +1,8 @@
 /* `ferc import`, `ferc predict --no-detect` and `ferc bench` through the binary ($FERC_BIN,
  * set by CTest; skips without it): a resnet18 weight file is imported with a new 6-class head
  * at 32x32; predict's JSON (parsed with cJSON) must carry per image the label, probabilities
- * summing to 1 and logits equal to the library's own classification of the same files;
+ * summing to 1 and logits equal to the library's own classification of the same files (both
+ * with the default test-time augmentation, flip);
  * usage errors exit 2 and failures exit 1 with a message. */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -44,6 +45,7 @@ static void check_predict_json(const char *model)
 
     classifier *c = NULL;
     CHECK_OK(classifier_load(&c, model));
+    if (c) classifier_set_tta(c, CLASSIFY_TTA_FLIP); /* predict's default */
     image im[3] = {{0}};
     float logits[3 * 6], probs[3 * 6];
     for (int i = 0; i < 3; i++) CHECK_OK(image_load(&im[i], imgs[i], IMAGE_MODE_ANY, 1));
