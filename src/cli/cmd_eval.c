@@ -34,8 +34,9 @@ static void usage(FILE *f)
                "  --root DIR       the image tree a manifest's paths are relative to (default: the \"data\"\n"
                "                   of the config.json next to the manifest, else $FERC_DATA/fer/Training)\n"
                "  --manifest FILE  with --data DIR: evaluate only the --split rows of this manifest\n"
-               "  --tta none       one view per image (the default)\n"
-               "  --tta flip       average the probabilities of the image and its mirror\n"
+               "  --tta flip       average the probabilities of the image and its mirror (the default:\n"
+               "                   what ferc predict, ferc camera and the library do)\n"
+               "  --tta none       one view per image (what ferc train's validation measures)\n"
                "  --tta tencrop    average ten views: the 4 corner and the centre crops of the image padded\n"
                "                   by S/12 (reflect), and their mirrors (the training crops, deterministic)\n"
                "  --batch N        images per forward pass (default 64)\n"
@@ -142,7 +143,7 @@ int cmd_eval(int argc, char **argv)
     if (!data) return cli_usage_error("eval", "--data is required: a class-folder tree or a split manifest");
     if (!model && !(model = ferc_default_model_path()))
         return cli_usage_error("eval", "no --model given and the default model is not installed (set FERC_MODEL)");
-    classify_tta mode = CLASSIFY_TTA_NONE;
+    classify_tta mode = CLASSIFY_TTA_FLIP; /* the prediction path's default */
     if (tta && classify_tta_parse(tta, &mode)) return cli_usage_error("eval", "--tta must be none, flip or tencrop (got '%s')", tta);
     const int nviews = classify_tta_views(mode);
     int which;
@@ -311,8 +312,8 @@ int cmd_eval(int argc, char **argv)
     }
     if (json) printf("%s\n", js);
     else {
-        printf("model %s (%s, %d classes, %dx%d) on %s: %lld images%s%s\n", model, m.arch, K, S, S,
-               manifest ? manifest : dir, (long long)mt.n, mode ? ", tta " : "", mode ? classify_tta_name(mode) : "");
+        printf("model %s (%s, %d classes, %dx%d) on %s: %lld images, tta %s\n", model, m.arch, K, S, S,
+               manifest ? manifest : dir, (long long)mt.n, classify_tta_name(mode));
         printf("accuracy %.4f  balanced accuracy %.4f  macro F1 %.4f  top-2 %.4f\n\n", mt.accuracy, mt.balanced_accuracy, mt.macro_f1, mt.top2_accuracy);
         printf("%-12s %9s %9s %9s %8s\n", "class", "precision", "recall", "f1", "support");
         for (int c = 0; c < K; c++)
