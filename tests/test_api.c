@@ -79,6 +79,29 @@ int main(void)
         free(faces), free(boxes), free(logits), free(probs);
         face_recognizer_destroy(fr);
 
+        /* 16 faces in one call, with each TTA: the same probabilities as one face at a time
+         * (a pass holds views x faces inputs, rounded up to a power of two: 256 for tencrop) */
+        static const classify_tta ttas[3] = {CLASSIFY_TTA_NONE, CLASSIFY_TTA_FLIP, CLASSIFY_TTA_TENCROP};
+        for (int t = 0; t < 3; t++) {
+            face_recog_params rp;
+            face_recog_params_default(&rp);
+            rp.tta = ttas[t];
+            face_recognizer *mr = NULL;
+            CHECK_OK(face_recognizer_create(&mr, model, NULL, &rp));
+            if (!mr) continue;
+            face_box many[16];
+            for (int i = 0; i < 16; i++) many[i] = (face_box){40 + 9 * i, 200 + 5 * i, 300 + 8 * i, 300 + 8 * i};
+            float all[16 * 6], one6[6];
+            CHECK_OK(face_recognizer_classify(mr, &im, many, 16, NULL, all));
+            double worst = 0;
+            for (int i = 0; i < 16; i++) {
+                CHECK_OK(face_recognizer_classify(mr, &im, &many[i], 1, NULL, one6));
+                for (int j = 0; j < 6; j++) worst = fmax(worst, fabs((double)all[i * 6 + j] - one6[j]));
+            }
+            CHECK(worst < 1e-5, "tta %s: 16 faces at once vs one by one differ by %g", classify_tta_name(ttas[t]), worst);
+            face_recognizer_destroy(mr);
+        }
+
         /* a whole image as one face: the classifier's result on the gray picture; by default
          * (tta flip) the mean of its probabilities on the picture and on its mirror image */
         ferc_face one;

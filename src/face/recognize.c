@@ -19,8 +19,8 @@ struct face_recognizer {
     nn_exec *plans[RECOG_MAX_PLANS]; /* plans[i] for batch 1 << i, built on first use */
     int views;                 /* test-time augmentation views per face */
     float *in;                 /* (max_batch, 3, S, S) preprocessed faces (= x without tta) */
-    float *x;                  /* (views * max_batch, 3, S, S) network input */
-    float *out, *pv;           /* (views * max_batch, K) logits and their softmax */
+    float *x;                  /* (views * max_batch rounded up to a power of two, 3, S, S) network input */
+    float *out, *pv;           /* (as many rows, K) logits and their softmax */
     uint8_t *gray, *small;     /* detection buffers, reused between frames */
     size_t gray_cap, small_cap;
 };
@@ -70,11 +70,13 @@ static int set_buffers(face_recognizer *r, classify_tta tta)
     if (nb * views > 1 << (RECOG_MAX_PLANS - 1))
         return ferc_set_error(FERC_ERR_INVALID, "%d faces per pass with tta %s: more than %d inputs", nb,
                               classify_tta_name(tta), 1 << (RECOG_MAX_PLANS - 1));
+    size_t cap = 1; /* a pass runs the plan of the next power of two >= its inputs */
+    while (cap < (size_t)nb * views) cap *= 2;
     free_buffers(r);
-    r->x = calloc((size_t)nb * views * per, sizeof(float));
+    r->x = calloc(cap * per, sizeof(float));
     r->in = views > 1 ? calloc((size_t)nb * per, sizeof(float)) : r->x;
-    r->out = malloc((size_t)nb * views * k * sizeof(float));
-    r->pv = malloc((size_t)nb * views * k * sizeof(float));
+    r->out = malloc(cap * k * sizeof(float));
+    r->pv = malloc(cap * k * sizeof(float));
     if (!r->x || !r->in || !r->out || !r->pv) {
         free_buffers(r);
         return ferc_set_error(FERC_ERR_NOMEM, "out of memory for %d faces with tta %s", nb, classify_tta_name(tta));
