@@ -122,11 +122,10 @@ static void print_json(FILE *out, const classifier *c, const char *path, const f
     print_scores(out, classifier_name, c, k, logits, probs);
 }
 
-static void print_text(FILE *out, const classifier *c, const char *path, const float *logits, const float *probs)
+static void print_text(FILE *out, const classifier *c, const char *path, const float *probs)
 {
     const int k = classifier_meta(c)->num_classes;
     int best = argmax(probs, k);
-    (void)logits;
     fprintf(out, "%s: %s (%.1f%%)", path, classifier_class_name(c, best), 100.0 * probs[best]);
     /* The runners-up, most likely first, at most five. */
     bool *shown = calloc((size_t)k, sizeof *shown);
@@ -172,7 +171,7 @@ static int predict_whole_images(const char *model, const char **paths, int npath
         else if (classifier_run_images(c, imgs, n, logits, probs)) rc = cli_fail(model);
         for (int i = 0; i < n && rc == CLI_OK; i++) {
             if (json) print_json(stdout, c, paths[start + i], logits + (size_t)i * k, probs + (size_t)i * k, start + i == 0);
-            else print_text(stdout, c, paths[start + i], logits + (size_t)i * k, probs + (size_t)i * k);
+            else print_text(stdout, c, paths[start + i], probs + (size_t)i * k);
         }
         for (int i = 0; i < loaded; i++) image_free(&imgs[i]);
         fflush(stdout);

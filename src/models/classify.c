@@ -189,7 +189,7 @@ int classifier_run(classifier *c, const float *x, int n, float *logits, float *p
         return rc;
     }
     const size_t in = (size_t)n * classifier_input_size(c);
-    float *xv = malloc(in * sizeof(float)), *out = malloc(nk * 2 * sizeof(float)), *pv = out + nk;
+    float *xv = malloc(in * sizeof(float)), *out = malloc(nk * 2 * sizeof(float)), *pv = out ? out + nk : NULL;
     double *sp = calloc(nk, sizeof(double));
     int rc = xv && out && sp ? FERC_OK : ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     for (int v = 0; v < views && !rc; v++) {
