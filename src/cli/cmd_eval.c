@@ -145,7 +145,6 @@ int cmd_eval(int argc, char **argv)
         return cli_usage_error("eval", "no --model given and the default model is not installed (set FERC_MODEL)");
     classify_tta mode = CLASSIFY_TTA_FLIP; /* the prediction path's default */
     if (tta && classify_tta_parse(tta, &mode)) return cli_usage_error("eval", "--tta must be none, flip or tencrop (got '%s')", tta);
-    const int nviews = classify_tta_views(mode);
     int which;
     if (!strcmp(split_name, "train")) which = DATA_SPLIT_TRAIN;
     else if (!strcmp(split_name, "val")) which = DATA_SPLIT_VAL;
@@ -169,16 +168,16 @@ int cmd_eval(int argc, char **argv)
         return cli_usage_error("eval", "--root goes with a manifest given as --data");
     }
 
-    nn_graph *g = NULL;
-    models_meta m;
-    if (models_load(model, &g, &m)) return cli_fail(model);
-    int rc = CLI_FAIL, K = m.num_classes, S = m.img_size;
+    classifier *net = NULL;
+    if (classifier_load(&net, model)) return cli_fail(model);
+    classifier_set_tta(net, mode);
+    const models_meta *m = classifier_meta(net);
+    int rc = CLI_FAIL, K = m->num_classes, S = m->img_size;
     data_index ix;
-    if (data_index_open(&ix, dir, NULL)) { models_meta_free(&m); nn_graph_destroy(g); return cli_fail(dir); }
+    if (data_index_open(&ix, dir, NULL)) { classifier_destroy(net); return cli_fail(dir); }
     data_cache *cache = NULL;
     data_transform *tf = NULL;
     data_loader *L = NULL;
-    nn_exec *ex = NULL;
     uint8_t *split = NULL;
     uint32_t *idx = NULL;
     size_t n = 0;
@@ -186,23 +185,21 @@ int cmd_eval(int argc, char **argv)
     char *js = NULL;
     const size_t per = (size_t)3 * S * S;
     int *map = calloc((size_t)ix.n_classes, sizeof *map);
-    float *x = calloc((size_t)B * per, sizeof(float)), *xv = calloc((size_t)B * per, sizeof(float)),
-          *logits = malloc(sizeof(float) * B * K), *probs = malloc(sizeof(float) * B * K),
-          *acc = malloc(sizeof(float) * B * K);
+    float *x = calloc((size_t)B * per, sizeof(float)), *acc = malloc(sizeof(float) * B * K);
     int32_t *y = malloc(sizeof(int32_t) * B);
     ranked worst[LIST_N], slow[LIST_N];
     int nworst = 0, nslow = 0;
     metrics mt = {0};
-    if (!map || !x || !xv || !logits || !probs || !acc || !y) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
-    if (!m.class_names) { fprintf(stderr, "ferc eval: %s names no classes; cannot match them to %s\n", model, dir); goto done; }
+    if (!map || !x || !acc || !y) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
+    if (!m->class_names) { fprintf(stderr, "ferc eval: %s names no classes; cannot match them to %s\n", model, dir); goto done; }
     /* Data class -> model label, by display or folder name. */
     for (int c = 0; c < ix.n_classes; c++) {
         map[c] = -1;
         for (int j = 0; j < K; j++)
-            if (!strcmp(m.class_names[j], ix.display_names[c]) || !strcmp(m.class_names[j], ix.class_names[c])) map[c] = j;
+            if (!strcmp(m->class_names[j], ix.display_names[c]) || !strcmp(m->class_names[j], ix.class_names[c])) map[c] = j;
         if (map[c] < 0) {
             fprintf(stderr, "ferc eval: class '%s' of %s is not one of the model's classes:", ix.class_names[c], dir);
-            for (int j = 0; j < K; j++) fprintf(stderr, " %s", m.class_names[j]);
+            for (int j = 0; j < K; j++) fprintf(stderr, " %s", m->class_names[j]);
             fprintf(stderr, "\n");
             goto done;
         }
@@ -245,11 +242,11 @@ int cmd_eval(int argc, char **argv)
     }
     ferc_clear_error();
     char spec[256];
-    snprintf(spec, sizeof spec, "resize(%d,%d) | normalize(mean=%.9g/%.9g/%.9g,std=%.9g/%.9g/%.9g)", S, S, m.mean[0],
-             m.mean[1], m.mean[2], m.std[0], m.std[1], m.std[2]);
+    snprintf(spec, sizeof spec, "resize(%d,%d) | normalize(mean=%.9g/%.9g/%.9g,std=%.9g/%.9g/%.9g)", S, S, m->mean[0],
+             m->mean[1], m->mean[2], m->std[0], m->std[1], m->std[2]);
     data_loader_opts lo = {B, 1, 0, 0, 1, 0, DATA_SAMPLE_PLAIN};
     if (data_transform_parse(&tf, spec) || data_loader_create(&L, cache, idx, n, tf, &lo) ||
-        nn_exec_create(&ex, g, NULL, B, 3, S, S, 0) || metrics_init(&mt, K) || data_loader_start_epoch(L, 0)) {
+        metrics_init(&mt, K) || data_loader_start_epoch(L, 0)) {
         cli_fail("eval");
         goto done;
     }
@@ -259,14 +256,8 @@ int cmd_eval(int argc, char **argv)
     while ((r = data_loader_next(L, &b)) > 0) {
         memset(x, 0, per * B * sizeof(float));
         memcpy(x, b.x, per * b.n * sizeof(float));
-        memset(acc, 0, sizeof(float) * B * K);
-        double t0 = time_now();
-        for (int v = 0; v < nviews; v++) {
-            if (mode) classify_tta_view(x, xv, b.n, S, mode, v);
-            if (nn_exec_forward(ex, mode ? xv : x, false, logits)) { cli_fail("eval"); goto done; }
-            classifier_softmax(logits, b.n, K, probs);
-            for (int i = 0; i < b.n * K; i++) acc[i] += probs[i] / (float)nviews;
-        }
+        double t0 = time_now(); /* every view of a full (zero-padded) batch: one plan */
+        if (classifier_run(net, x, B, NULL, acc)) { cli_fail("eval"); goto done; }
         forward_s += time_now() - t0;
         for (int i = 0; i < b.n; i++) {
             y[i] = map[b.y[i]];
@@ -278,7 +269,7 @@ int cmd_eval(int argc, char **argv)
     }
     if (r < 0) { cli_fail("eval"); goto done; }
     metrics_finalize(&mt);
-    if (metrics_to_json(&mt, (const char *const *)m.class_names, &js)) { cli_fail("eval"); goto done; }
+    if (metrics_to_json(&mt, (const char *const *)m->class_names, &js)) { cli_fail("eval"); goto done; }
     const double fwd_each = forward_s / (double)(mt.n > 0 ? mt.n : 1); /* the forward pass is the same for every image */
     for (int i = 0; i < nslow; i++) slow[i].key += (float)fwd_each;
     {
@@ -294,8 +285,8 @@ int cmd_eval(int argc, char **argv)
         for (int i = 0; i < nworst; i++) {
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "path", data_index_path(&ix, worst[i].index, path, sizeof path));
-            cJSON_AddStringToObject(e, "label", m.class_names[map[ix.labels[worst[i].index]]]);
-            cJSON_AddStringToObject(e, "predicted", m.class_names[worst[i].pred]);
+            cJSON_AddStringToObject(e, "label", m->class_names[map[ix.labels[worst[i].index]]]);
+            cJSON_AddStringToObject(e, "predicted", m->class_names[worst[i].pred]);
             cJSON_AddNumberToObject(e, "confidence", worst[i].key);
             cJSON_AddItemToArray(ws, e);
         }
@@ -312,17 +303,17 @@ int cmd_eval(int argc, char **argv)
     }
     if (json) printf("%s\n", js);
     else {
-        printf("model %s (%s, %d classes, %dx%d) on %s: %lld images, tta %s\n", model, m.arch, K, S, S,
+        printf("model %s (%s, %d classes, %dx%d) on %s: %lld images, tta %s\n", model, m->arch, K, S, S,
                manifest ? manifest : dir, (long long)mt.n, classify_tta_name(mode));
         printf("accuracy %.4f  balanced accuracy %.4f  macro F1 %.4f  top-2 %.4f\n\n", mt.accuracy, mt.balanced_accuracy, mt.macro_f1, mt.top2_accuracy);
         printf("%-12s %9s %9s %9s %8s\n", "class", "precision", "recall", "f1", "support");
         for (int c = 0; c < K; c++)
-            printf("%-12s %9.4f %9.4f %9.4f %8lld\n", m.class_names[c], mt.precision[c], mt.recall[c], mt.f1[c], (long long)mt.support[c]);
+            printf("%-12s %9.4f %9.4f %9.4f %8lld\n", m->class_names[c], mt.precision[c], mt.recall[c], mt.f1[c], (long long)mt.support[c]);
         printf("\nconfusion (rows true, columns predicted)\n%-12s", "");
-        for (int c = 0; c < K; c++) printf(" %8.8s", m.class_names[c]);
+        for (int c = 0; c < K; c++) printf(" %8.8s", m->class_names[c]);
         printf("\n");
         for (int t = 0; t < K; t++) {
-            printf("%-12s", m.class_names[t]);
+            printf("%-12s", m->class_names[t]);
             for (int p = 0; p < K; p++) printf(" %8lld", (long long)mt.confusion[(size_t)t * K + p]);
             printf("\n");
         }
@@ -332,13 +323,13 @@ int cmd_eval(int argc, char **argv)
         for (int i = 0; i < nslow; i++) printf("  %7.3f ms  %s\n", 1e3 * slow[i].key, data_index_path(&ix, slow[i].index, path, sizeof path));
         printf("most confidently wrong (confidence, predicted, true, path):\n");
         for (int i = 0; i < nworst; i++)
-            printf("  %.3f %-9s %-9s %s\n", worst[i].key, m.class_names[worst[i].pred], m.class_names[map[ix.labels[worst[i].index]]],
+            printf("  %.3f %-9s %-9s %s\n", worst[i].key, m->class_names[worst[i].pred], m->class_names[map[ix.labels[worst[i].index]]],
                    data_index_path(&ix, worst[i].index, path, sizeof path));
     }
     if (out) {
         char path[4096];
         snprintf(path, sizeof path, "%s/confusion.png", out);
-        if (file_mkdirs(out) || report_confusion_png(path, mt.confusion, K, (const char *const *)m.class_names)) { cli_fail(out); goto done; }
+        if (file_mkdirs(out) || report_confusion_png(path, mt.confusion, K, (const char *const *)m->class_names)) { cli_fail(out); goto done; }
         snprintf(path, sizeof path, "%s/eval.json", out);
         if (file_write_atomic(path, js, strlen(js))) { cli_fail(out); goto done; }
     }
@@ -346,13 +337,11 @@ int cmd_eval(int argc, char **argv)
 done:
     free(js);
     metrics_free(&mt);
-    nn_exec_destroy(ex);
     data_loader_destroy(L);
     data_transform_destroy(tf);
     data_cache_destroy(cache);
     data_index_free(&ix);
-    nn_graph_destroy(g);
-    models_meta_free(&m);
-    free(map); free(x); free(xv); free(logits); free(probs); free(acc); free(y); free(split); free(idx); free(load_s);
+    classifier_destroy(net);
+    free(map); free(x); free(acc); free(y); free(split); free(idx); free(load_s);
     return rc;
 }

@@ -88,11 +88,10 @@ static int set_buffers(face_recognizer *r, classify_tta tta)
 
 int face_recognizer_set_tta(face_recognizer *r, classify_tta tta)
 {
-    if (tta != CLASSIFY_TTA_NONE && tta != CLASSIFY_TTA_FLIP && tta != CLASSIFY_TTA_TENCROP)
-        return ferc_set_error(FERC_ERR_INVALID, "unknown test-time augmentation %d", (int)tta);
-    if (tta == r->p.tta && r->x) return FERC_OK;
+    int rc = classify_tta_check(tta);
+    if (rc || (tta == r->p.tta && r->x)) return rc;
     classify_tta old = r->p.tta;
-    int rc = set_buffers(r, tta);
+    rc = set_buffers(r, tta);
     if (rc && set_buffers(r, old)) return rc; /* out of memory twice: the recognizer has no buffers */
     return rc;
 }
@@ -107,8 +106,7 @@ int face_recognizer_create(face_recognizer **out, const char *model_path, const 
         return ferc_set_error(FERC_ERR_INVALID, "detection scale must be in (0, 1] (got %g)", p->detect_scale);
     if (!(p->margin >= 0 && p->margin <= 2))
         return ferc_set_error(FERC_ERR_INVALID, "face margin must be in [0, 2] (got %g)", (double)p->margin);
-    if (p->tta != CLASSIFY_TTA_NONE && p->tta != CLASSIFY_TTA_FLIP && p->tta != CLASSIFY_TTA_TENCROP)
-        return ferc_set_error(FERC_ERR_INVALID, "unknown test-time augmentation %d", (int)p->tta);
+    if (classify_tta_check(p->tta)) return FERC_ERR_INVALID;
     const int most = (1 << (RECOG_MAX_PLANS - 1)) / classify_tta_views(p->tta);
     if (p->max_batch < 1 || p->max_batch > most)
         return ferc_set_error(FERC_ERR_INVALID, "max batch must be in [1, %d] with tta %s (got %d)", most,
@@ -277,13 +275,7 @@ static int run_filled(face_recognizer *r, int m, float *logits, float *probs)
         return FERC_OK;
     }
     classifier_softmax(r->out, M, k, r->pv);
-    for (size_t i = 0; i < (size_t)m * k; i++) { /* mean probabilities; logits: their log */
-        double sp = 0;
-        for (int v = 0; v < V; v++) sp += r->pv[(size_t)v * m * k + i];
-        sp /= V;
-        if (logits) logits[i] = (float)log(sp > 1e-38 ? sp : 1e-38);
-        if (probs) probs[i] = (float)sp;
-    }
+    classify_tta_average(r->pv, V, (size_t)m * k, logits, probs);
     return FERC_OK;
 }
 

@@ -135,6 +135,12 @@ const char *classify_tta_name(classify_tta t)
     return t == CLASSIFY_TTA_FLIP ? "flip" : t == CLASSIFY_TTA_TENCROP ? "tencrop" : "none";
 }
 
+int classify_tta_check(classify_tta t)
+{
+    if (t == CLASSIFY_TTA_NONE || t == CLASSIFY_TTA_FLIP || t == CLASSIFY_TTA_TENCROP) return FERC_OK;
+    return ferc_set_error(FERC_ERR_INVALID, "unknown test-time augmentation %d", (int)t);
+}
+
 int classify_tta_views(classify_tta t) { return t == CLASSIFY_TTA_FLIP ? 2 : t == CLASSIFY_TTA_TENCROP ? 10 : 1; }
 
 void classify_tta_view(const float *src, float *dst, int n, int S, classify_tta t, int v)
@@ -157,6 +163,17 @@ void classify_tta_view(const float *src, float *dst, int n, int S, classify_tta 
                 d[(size_t)y * S + x] = s[(size_t)yy * S + xx];
             }
         }
+    }
+}
+
+void classify_tta_average(const float *view_probs, int views, size_t nk, float *logits, float *probs)
+{
+    for (size_t i = 0; i < nk; i++) {
+        double p = 0;
+        for (int v = 0; v < views; v++) p += view_probs[(size_t)v * nk + i];
+        p /= views;
+        if (logits) logits[i] = (float)log(p > 1e-38 ? p : 1e-38);
+        if (probs) probs[i] = (float)p;
     }
 }
 
@@ -189,23 +206,17 @@ int classifier_run(classifier *c, const float *x, int n, float *logits, float *p
         return rc;
     }
     const size_t in = (size_t)n * classifier_input_size(c);
-    float *xv = malloc(in * sizeof(float)), *out = malloc(nk * 2 * sizeof(float)), *pv = out ? out + nk : NULL;
-    double *sp = calloc(nk, sizeof(double));
-    int rc = xv && out && sp ? FERC_OK : ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    float *xv = malloc(in * sizeof(float)), *out = malloc(nk * sizeof(float)),
+          *pv = malloc(nk * (size_t)views * sizeof(float));
+    int rc = xv && out && pv ? FERC_OK : ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     for (int v = 0; v < views && !rc; v++) {
         classify_tta_view(x, xv, n, c->meta.img_size, c->tta, v);
-        if ((rc = run_plain(c, xv, n, out))) break;
-        classifier_softmax(out, n, k, pv);
-        for (size_t i = 0; i < nk; i++) sp[i] += pv[i];
+        if (!(rc = run_plain(c, xv, n, out))) classifier_softmax(out, n, k, pv + (size_t)v * nk);
     }
-    for (size_t i = 0; i < nk && !rc; i++) {
-        double p = sp[i] / views;
-        if (logits) logits[i] = (float)log(p > 1e-38 ? p : 1e-38);
-        if (probs) probs[i] = (float)p;
-    }
+    if (!rc) classify_tta_average(pv, views, nk, logits, probs);
     free(xv);
     free(out);
-    free(sp);
+    free(pv);
     return rc;
 }
 

@@ -65,10 +65,16 @@ typedef enum classify_tta { CLASSIFY_TTA_NONE, CLASSIFY_TTA_FLIP, CLASSIFY_TTA_T
 /* "none", "flip", "tencrop"; FERC_ERR_INVALID with a message otherwise. */
 int classify_tta_parse(const char *s, classify_tta *t);
 const char *classify_tta_name(classify_tta t);
+/* FERC_OK for a known mode, FERC_ERR_INVALID with a message otherwise. */
+int classify_tta_check(classify_tta t);
 int classify_tta_views(classify_tta t);            /* 1, 2, 10 */
 /* View v of each of n preprocessed (3, S, S) inputs, src to dst (flip: 0 the input, 1 its
  * mirror; tencrop: 0-3 the corners, 4 the centre (the input), 5-9 their mirrors). */
 void classify_tta_view(const float *src, float *dst, int n, int S, classify_tta t, int v);
+/* The result of `views` views of the same nk = n * K scores: view_probs holds each view's
+ * softmax, one block of nk after the other. probs = their mean, logits = log(probs); either
+ * may be NULL. */
+void classify_tta_average(const float *view_probs, int views, size_t nk, float *logits, float *probs);
 /* classifier_run averages over these views from now on (default none). */
 void classifier_set_tta(classifier *c, classify_tta t);
 
