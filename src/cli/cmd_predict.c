@@ -79,14 +79,6 @@ static void json_number(FILE *out, float v)
     else fputs("null", out);
 }
 
-static int argmax(const float *v, int k)
-{
-    int best = 0;
-    for (int j = 1; j < k; j++)
-        if (v[j] > v[best]) best = j;
-    return best;
-}
-
 /* The class names of either a whole-image classifier or a face recognizer. */
 typedef const char *(*class_name_fn)(const void *model, int i);
 static const char *classifier_name(const void *m, int i) { return classifier_class_name(m, i); }
@@ -118,14 +110,14 @@ static void print_json(FILE *out, const classifier *c, const char *path, const f
     fprintf(out, "%s\n  {\"image\": ", first ? "" : ",");
     json_string(out, path);
     fputs(", \"label\": ", out);
-    json_string(out, classifier_class_name(c, argmax(probs, k)));
+    json_string(out, classifier_class_name(c, face_argmax(probs, k)));
     print_scores(out, classifier_name, c, k, logits, probs);
 }
 
 static void print_text(FILE *out, const classifier *c, const char *path, const float *probs)
 {
     const int k = classifier_meta(c)->num_classes;
-    int best = argmax(probs, k);
+    int best = face_argmax(probs, k);
     fprintf(out, "%s: %s (%.1f%%)", path, classifier_class_name(c, best), 100.0 * probs[best]);
     /* The runners-up, most likely first, at most five. */
     bool *shown = calloc((size_t)k, sizeof *shown);
@@ -414,7 +406,6 @@ int cmd_predict(int argc, char **argv)
                 break;
             }
             const char *v = argv[++i];
-            char *end;
             if (!strcmp(a, "--model")) {
                 o.model = v;
             } else if (!strcmp(a, "--annotate")) {
@@ -424,18 +415,14 @@ int cmd_predict(int argc, char **argv)
             } else if (!strcmp(a, "--tta")) {
                 if (classify_tta_parse(v, &o.tta)) rc = cli_usage_error("predict", "--tta must be none, flip or tencrop, not '%s'", v);
             } else if (!strcmp(a, "--margin")) {
-                double m = strtod(v, &end);
-                if (end == v || *end || !(m >= 0 && m <= 2)) rc = cli_usage_error("predict", "--margin must be a number in [0, 2], not '%s'", v);
-                o.margin = (float)m;
+                double m;
+                if (cli_parse_double(v, 0, 2, &m)) rc = cli_usage_error("predict", "--margin must be a number in [0, 2], not '%s'", v);
+                else o.margin = (float)m;
             } else if (!strcmp(a, "--top")) {
-                long t = strtol(v, &end, 10);
-                if (end == v || *end || t <= 0 || t > 100000) rc = cli_usage_error("predict", "--top needs a positive integer, not '%s'", v);
-                o.top = (int)t;
+                if (cli_parse_int(v, 1, 100000, &o.top)) rc = cli_usage_error("predict", "--top needs a positive integer, not '%s'", v);
                 top_given = true;
-            } else {
-                long b = strtol(v, &end, 10);
-                if (end == v || *end || b <= 0 || b > 4096) rc = cli_usage_error("predict", "--batch needs a positive integer, not '%s'", v);
-                batch = (int)b;
+            } else if (cli_parse_int(v, 1, 4096, &batch)) {
+                rc = cli_usage_error("predict", "--batch needs a positive integer, not '%s'", v);
             }
         } else if (a[0] == '-' && a[1]) {
             rc = cli_usage_error("predict", "unknown option '%s'", a);
