@@ -5,6 +5,9 @@
  *     support and recall follow from it; top-2 >= accuracy; fractions in [0, 1]
  *   - a split manifest with --root evaluates exactly its --split rows
  *   - --out writes confusion.png and eval.json
+ *   - with a manifest, duplicates_in_train counts the evaluated rows with a byte-identical copy
+ *     among the train rows (across labels too, not val-val copies) and accuracy_unique equals
+ *     predict's accuracy on the others; a folder gets no such figures
  *   - a class the model does not know, a missing folder, a bad --tta: clear errors */
 #include <math.h>
 #include <stdio.h>
@@ -200,6 +203,68 @@ int main(void)
     image_free(&png);
     snprintf(path, sizeof path, "%s/evalout/eval.json", root);
     CHECK(file_exists(path), "eval.json written");
+
+    /* duplicates: a copy of the data where some val rows also exist, byte for byte, among the
+     * train rows: val 00-02 of every class as train 10-12 of the same class, Bright/05 as Dark's
+     * train row 25 (a copy under another label still leaks), and Top/07 as val row Top/08 (a
+     * val-val copy is no leak). 10 of the 30 val rows have a training twin. */
+    CHECK(test_sh("cp -r '%s/data' '%s/dups'", root, root) == 0, "copy the data");
+    for (int c = 0; c < NCLS; c++)
+        for (int i = 0; i < 3; i++)
+            test_sh("cp '%s/dups/%s/%02d.png' '%s/dups/%s/%02d.png'", root, classes[c], i, root, classes[c], 10 + i);
+    test_sh("cp '%s/dups/Bright/05.png' '%s/dups/Dark/25.png'", root, root);
+    test_sh("cp '%s/dups/Top/07.png' '%s/dups/Top/08.png'", root, root);
+    snprintf(path, sizeof path, "%s/split.csv", root);
+    snprintf(args, sizeof args, "eval --model %s --data %s --root %s/dups --threads 1 --json", model, path, root);
+    j = run_json(args, &rc);
+    CHECK(rc == 0, "eval with duplicates: exit %d", rc);
+    CHECK(num(j, "duplicates_in_train") == 10, "duplicates_in_train %g, want 10", num(j, "duplicates_in_train"));
+    CHECK(num(j, "n_unique") == 20, "n_unique %g, want 20", num(j, "n_unique"));
+    /* accuracy_unique from predict on exactly the 20 val rows without a training twin */
+    {
+        char files[8192] = "";
+        size_t len = 0;
+        for (int c = 0; c < NCLS; c++)
+            for (int i = 0; i < 10; i++) {
+                if (i < 3 || (c == 0 && i == 5)) continue;
+                len += (size_t)snprintf(files + len, sizeof files - len, " %s/dups/%s/%02d.png", root, classes[c], i);
+            }
+        char pargs[9000];
+        snprintf(pargs, sizeof pargs, "predict --model %s --no-detect --json%s", model, files);
+        cJSON *p = run_json(pargs, &rc);
+        long right = 0, all = 0;
+        const cJSON *r;
+        cJSON_ArrayForEach(r, p)
+        {
+            const char *file = cJSON_GetStringValue(cJSON_GetObjectItem(r, "image"));
+            const char *label = cJSON_GetStringValue(cJSON_GetObjectItem(r, "label"));
+            all++;
+            for (int c = 0; c < NCLS; c++) {
+                char dirpart[64];
+                snprintf(dirpart, sizeof dirpart, "/%s/", classes[c]);
+                if (file && strstr(file, dirpart) && class_of(label) == c) right++;
+            }
+        }
+        cJSON_Delete(p);
+        double acc_u = num(j, "accuracy_unique");
+        printf("duplicates: accuracy_unique %.4f, predict on the 20 rows: %ld/%ld\n", acc_u, right, all);
+        CHECK(all == 20 && fabs(acc_u - (double)right / 20) < 1e-9, "accuracy_unique %g equals predict's %ld/%ld", acc_u, right, all);
+        CHECK(num(j, "accuracy") != acc_u || right == 20, "accuracy and accuracy_unique are separate figures");
+    }
+    cJSON_Delete(j);
+    snprintf(args, sizeof args, "'%s' eval --model %s --data %s --root %s/dups --threads 1", bin, model, path, root);
+    {
+        char *out = NULL;
+        test_capture(args, &out);
+        CHECK(out && strstr(out, "duplicates: 10 of the 30 images") && strstr(out, "accuracy_unique"),
+              "the text output names the duplicates: %.300s", out ? out : "(nothing)");
+        free(out);
+    }
+    /* a folder is no split: no duplicate figures */
+    snprintf(args, sizeof args, "eval --model %s --data %s/data --threads 1 --json", model, root);
+    j = run_json(args, &rc);
+    CHECK(rc == 0 && !cJSON_GetObjectItem(j, "accuracy_unique"), "no accuracy_unique without a manifest");
+    cJSON_Delete(j);
 
     /* errors */
     static const char *const other[NCLS] = {"Bright", "Dark", "Sideways"};

@@ -79,54 +79,6 @@ static int load(const opts *o, const char *dir, data_index *ix, data_cache **cac
 }
 
 /* ---- check ------------------------------------------------------------------------------- */
-typedef struct file_key {
-    uint64_t hash;
-    size_t size;
-    int set;      /* 0: DIR, 1: OTHER */
-    uint32_t idx;
-} file_key;
-
-static int cmp_key(const void *a, const void *b)
-{
-    const file_key *x = a, *y = b;
-    if (x->hash != y->hash) return x->hash < y->hash ? -1 : 1;
-    if (x->size != y->size) return x->size < y->size ? -1 : 1;
-    if (x->set != y->set) return x->set - y->set;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-static uint64_t fnv1a(const uint8_t *d, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ d[i]) * 1099511628211ull;
-    return h;
-}
-
-static int hash_files(const data_index *ix, int set, file_key *keys)
-{
-    char path[4096];
-    for (size_t i = 0; i < ix->n; i++) {
-        uint8_t *d;
-        size_t n;
-        if (file_read_all(data_index_path(ix, i, path, sizeof path), &d, &n)) return cli_fail("reading");
-        keys[i] = (file_key){fnv1a(d, n), n, set, (uint32_t)i};
-        free(d);
-    }
-    return CLI_OK;
-}
-
-static int same_bytes(const data_index *a, uint32_t i, const data_index *b, uint32_t j)
-{
-    char p1[4096], p2[4096];
-    uint8_t *d1, *d2;
-    size_t n1, n2;
-    if (file_read_all(data_index_path(a, i, p1, sizeof p1), &d1, &n1)) return 0;
-    if (file_read_all(data_index_path(b, j, p2, sizeof p2), &d2, &n2)) { free(d1); return 0; }
-    int same = n1 == n2 && !memcmp(d1, d2, n1);
-    free(d1), free(d2);
-    return same;
-}
-
 static int check(const opts *o)
 {
     data_index ix[2];
@@ -177,11 +129,12 @@ static int check(const opts *o)
     }
     /* duplicates: hash every file, sort, confirm equal hashes byte by byte */
     size_t total = ix[0].n + (nsets == 2 ? ix[1].n : 0);
-    file_key *keys = malloc(sizeof *keys * (total ? total : 1));
-    int rc = keys ? hash_files(&ix[0], 0, keys) : cli_fail("out of memory");
-    if (!rc && nsets == 2) rc = hash_files(&ix[1], 1, keys + ix[0].n);
+    data_file_key *keys = malloc(sizeof *keys * (total ? total : 1));
+    int rc = keys ? CLI_OK : cli_fail("out of memory");
+    if (!rc && data_file_keys(&ix[0], 0, keys)) rc = cli_fail("reading");
+    if (!rc && nsets == 2 && data_file_keys(&ix[1], 1, keys + ix[0].n)) rc = cli_fail("reading");
     if (!rc) {
-        qsort(keys, total, sizeof *keys, cmp_key);
+        qsort(keys, total, sizeof *keys, data_file_key_cmp);
         size_t groups = 0, dup_files = 0, mixed = 0, cross = 0, printed = 0;
         printf("\nbyte-identical duplicate groups:\n");
         for (size_t i = 0; i < total;) {
@@ -192,7 +145,7 @@ static int check(const opts *o)
                 int confirmed = 1, labels_differ = 0, spans = 0;
                 for (size_t k = i + 1; k < j; k++) {
                     const data_index *b = &ix[keys[k].set];
-                    confirmed &= same_bytes(a, keys[i].idx, b, keys[k].idx);
+                    confirmed &= data_same_bytes(a, keys[i].idx, b, keys[k].idx);
                     labels_differ |= strcmp(a->class_names[a->labels[keys[i].idx]], b->class_names[b->labels[keys[k].idx]]) != 0;
                     spans |= keys[k].set != keys[i].set;
                 }

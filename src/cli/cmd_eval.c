@@ -42,7 +42,10 @@ static void usage(FILE *f)
                "  --batch N        images per forward pass (default 64)\n"
                "  --threads N      compute threads (default: OpenMP's)\n"
                "  --json           one JSON object: accuracy, balanced_accuracy, macro_f1, top2_accuracy,\n"
-               "                   per_class, confusion (fractions in [0, 1]), slowest, most_confident_wrong\n"
+               "                   per_class, confusion (fractions in [0, 1]), slowest, most_confident_wrong;\n"
+               "                   with a manifest also duplicates_in_train, n_unique, accuracy_unique and\n"
+               "                   balanced_accuracy_unique: the images that have a byte-identical copy among\n"
+               "                   the manifest's train rows, and the figures without them\n"
                "  --out DIR        also write DIR/confusion.png and DIR/eval.json\n\n"
                "Per-image time is its own decode from the file plus the mean forward time per image (all\n"
                "images of a model cost the same forward pass; decoding is what differs between files).\n");
@@ -72,6 +75,8 @@ static int is_dir_canon(char *p, size_t cap)
     free(abs);
     return 1;
 }
+
+static int cmp_path(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* The image root of a manifest: config.json next to it ("data_abs", then "data" as given, then
  * "data" relative to the run folder's parent), else $FERC_DATA/fer/Training. */
@@ -178,7 +183,9 @@ int cmd_eval(int argc, char **argv)
     data_cache *cache = NULL;
     data_transform *tf = NULL;
     data_loader *L = NULL;
-    uint8_t *split = NULL;
+    uint8_t *split = NULL, *dup = NULL;
+    char **dup_paths = NULL;
+    size_t n_dup = 0, n_dup_paths = 0;
     uint32_t *idx = NULL;
     size_t n = 0;
     double *load_s = NULL;
@@ -189,7 +196,7 @@ int cmd_eval(int argc, char **argv)
     int32_t *y = malloc(sizeof(int32_t) * B);
     ranked worst[LIST_N], slow[LIST_N];
     int nworst = 0, nslow = 0;
-    metrics mt = {0};
+    metrics mt = {0}, mu = {0}; /* mu: the images without a byte-identical training copy */
     if (!map || !x || !acc || !y) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
     if (!m->class_names) { fprintf(stderr, "ferc eval: %s names no classes; cannot match them to %s\n", model, dir); goto done; }
     /* Data class -> model label, by display or folder name. */
@@ -213,6 +220,21 @@ int cmd_eval(int argc, char **argv)
     }
     if (data_split_indices(split, ix.n, which, &idx, &n)) { cli_fail("eval"); goto done; }
     if (n == 0) { fprintf(stderr, "ferc eval: no %s samples to evaluate in %s\n", split_name, manifest ? manifest : dir); goto done; }
+    if (manifest) {
+        /* leakage: evaluated images whose bytes also appear among the manifest's training rows */
+        dup = malloc(ix.n);
+        if (!dup) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
+        if (data_mark_train_copies(&ix, split, which, dup, &n_dup)) { cli_fail("eval: looking for duplicates"); goto done; }
+        /* remembered by path: the filters below renumber the samples */
+        dup_paths = malloc(sizeof *dup_paths * (n_dup ? n_dup : 1));
+        if (!dup_paths) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
+        size_t m = 0;
+        for (size_t i = 0; i < ix.n; i++)
+            if (dup[i] && split[i] == which) dup_paths[m++] = ix.paths[i];
+        qsort(dup_paths, m, sizeof *dup_paths, cmp_path);
+        for (; n_dup_paths < m; n_dup_paths++) /* only the first n_dup_paths are copies we own */
+            if (!(dup_paths[n_dup_paths] = strdup(dup_paths[n_dup_paths]))) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
+    }
     /* Only the evaluated samples are decoded (into the cache); then each one's decode from its
      * file is timed on its own for the slowest list. */
     uint8_t *keep = calloc(ix.n, 1);
@@ -226,6 +248,13 @@ int cmd_eval(int argc, char **argv)
     if (data_cache_load(&cache, &ix, &co, &bad)) { cli_fail(dir); goto done; }
     if (bad.count) fprintf(stderr, "ferc eval: %zu unreadable images skipped\n", bad.count);
     data_bad_files_free(&bad);
+    if (dup) { /* the evaluated images that decoded, flagged when a training row has their bytes */
+        n_dup = 0;
+        for (size_t i = 0; i < ix.n; i++) {
+            dup[i] = bsearch(&ix.paths[i], dup_paths, n_dup_paths, sizeof *dup_paths, cmp_path) != NULL;
+            n_dup += dup[i];
+        }
+    }
     free(idx);
     idx = NULL;
     n = ix.n;
@@ -246,7 +275,7 @@ int cmd_eval(int argc, char **argv)
              m->mean[1], m->mean[2], m->std[0], m->std[1], m->std[2]);
     data_loader_opts lo = {B, 1, 0, 0, 1, 0, DATA_SAMPLE_PLAIN};
     if (data_transform_parse(&tf, spec) || data_loader_create(&L, cache, idx, n, tf, &lo) ||
-        metrics_init(&mt, K) || data_loader_start_epoch(L, 0)) {
+        metrics_init(&mt, K) || metrics_init(&mu, K) || data_loader_start_epoch(L, 0)) {
         cli_fail("eval");
         goto done;
     }
@@ -264,11 +293,13 @@ int cmd_eval(int argc, char **argv)
             rank_push(slow, &nslow, (ranked){(float)load_s[b.index[i]], -1, b.index[i]});
             int p = metrics_argmax(acc + (size_t)i * K, K);
             if (p != y[i]) rank_push(worst, &nworst, (ranked){acc[(size_t)i * K + p], p, b.index[i]});
+            if (dup && !dup[b.index[i]]) metrics_add_scores(&mu, acc + (size_t)i * K, &y[i], 1);
         }
         metrics_add_scores(&mt, acc, y, b.n);
     }
     if (r < 0) { cli_fail("eval"); goto done; }
     metrics_finalize(&mt);
+    metrics_finalize(&mu);
     if (metrics_to_json(&mt, (const char *const *)m->class_names, &js)) { cli_fail("eval"); goto done; }
     const double fwd_each = forward_s / (double)(mt.n > 0 ? mt.n : 1); /* the forward pass is the same for every image */
     for (int i = 0; i < nslow; i++) slow[i].key += (float)fwd_each;
@@ -293,6 +324,12 @@ int cmd_eval(int argc, char **argv)
         cJSON_AddStringToObject(o, "model", model);
         cJSON_AddStringToObject(o, "data", manifest ? manifest : dir);
         cJSON_AddStringToObject(o, "tta", classify_tta_name(mode));
+        if (dup) {
+            cJSON_AddNumberToObject(o, "duplicates_in_train", (double)n_dup);
+            cJSON_AddNumberToObject(o, "n_unique", (double)mu.n);
+            cJSON_AddNumberToObject(o, "accuracy_unique", mu.accuracy);
+            cJSON_AddNumberToObject(o, "balanced_accuracy_unique", mu.balanced_accuracy);
+        }
         cJSON_AddItemToObject(o, "slowest", ss);
         cJSON_AddItemToObject(o, "most_confident_wrong", ws);
         char *full = o ? cJSON_PrintUnformatted(o) : NULL;
@@ -305,7 +342,12 @@ int cmd_eval(int argc, char **argv)
     else {
         printf("model %s (%s, %d classes, %dx%d) on %s: %lld images, tta %s\n", model, m->arch, K, S, S,
                manifest ? manifest : dir, (long long)mt.n, classify_tta_name(mode));
-        printf("accuracy %.4f  balanced accuracy %.4f  macro F1 %.4f  top-2 %.4f\n\n", mt.accuracy, mt.balanced_accuracy, mt.macro_f1, mt.top2_accuracy);
+        printf("accuracy %.4f  balanced accuracy %.4f  macro F1 %.4f  top-2 %.4f\n", mt.accuracy, mt.balanced_accuracy, mt.macro_f1, mt.top2_accuracy);
+        if (dup)
+            printf("duplicates: %zu of the %lld images have a byte-identical copy among the manifest's train rows;\n"
+                   "without them (%lld images): accuracy_unique %.4f  balanced accuracy %.4f\n",
+                   n_dup, (long long)mt.n, (long long)mu.n, mu.accuracy, mu.balanced_accuracy);
+        printf("\n");
         printf("%-12s %9s %9s %9s %8s\n", "class", "precision", "recall", "f1", "support");
         for (int c = 0; c < K; c++)
             printf("%-12s %9.4f %9.4f %9.4f %8lld\n", m->class_names[c], mt.precision[c], mt.recall[c], mt.f1[c], (long long)mt.support[c]);
@@ -337,11 +379,14 @@ int cmd_eval(int argc, char **argv)
 done:
     free(js);
     metrics_free(&mt);
+    metrics_free(&mu);
     data_loader_destroy(L);
     data_transform_destroy(tf);
     data_cache_destroy(cache);
     data_index_free(&ix);
     classifier_destroy(net);
-    free(map); free(x); free(acc); free(y); free(split); free(idx); free(load_s);
+    free(map); free(x); free(acc); free(y); free(split); free(dup); free(idx);
+    for (size_t i = 0; i < n_dup_paths; i++) free(dup_paths[i]);
+    free(dup_paths); free(load_s);
     return rc;
 }

@@ -69,6 +69,26 @@ int data_manifest_write(const char *path, const data_index *ix, const uint8_t *s
  * the same class; samples not in the manifest get 255. */
 int data_manifest_read(const char *path, const data_index *ix, uint8_t *split);
 
+/* ---- byte-identical duplicates ---------------------------------------------------------- */
+/* One sample's file: 64-bit FNV-1a of its bytes, its size, a caller's set tag and its index. */
+typedef struct data_file_key {
+    uint64_t hash;
+    uint64_t size;
+    int32_t set;
+    uint32_t idx;
+} data_file_key;
+/* keys[i] for every sample i of ix (reads each file once); fails on an unreadable file. */
+int data_file_keys(const data_index *ix, int set, data_file_key *keys);
+/* qsort order: hash, size, set, index. Equal (hash, size) runs are candidate duplicates. */
+int data_file_key_cmp(const void *a, const void *b);
+/* 1 when the two samples' files hold the same bytes; 0 when not, or when either is unreadable. */
+int data_same_bytes(const data_index *a, uint32_t i, const data_index *b, uint32_t j);
+/* For every sample with split[i] == which, dup[i] = 1 when some sample with split[j] ==
+ * DATA_SPLIT_TRAIN (j != i) has a byte-identical file, else 0; dup[ix->n]. *n_dup (may be NULL)
+ * counts the marked samples. This is the leakage a split manifest carries: a model that
+ * memorised its training rows gets those evaluated images for free. */
+int data_mark_train_copies(const data_index *ix, const uint8_t *split, int which, uint8_t *dup, size_t *n_dup);
+
 /* Class weights for the loss, n / (n_classes * count_c) over the given samples (sklearn's
  * "balanced"); weights[n_classes]. */
 int data_class_weights(const data_index *ix, const uint32_t *indices, size_t n, float *weights);
