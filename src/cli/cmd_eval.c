@@ -228,11 +228,11 @@ int cmd_eval(int argc, char **argv)
         /* remembered by path: the filters below renumber the samples */
         dup_paths = malloc(sizeof *dup_paths * (n_dup ? n_dup : 1));
         if (!dup_paths) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
-        size_t m = 0;
+        size_t nd = 0;
         for (size_t i = 0; i < ix.n; i++)
-            if (dup[i] && split[i] == which) dup_paths[m++] = ix.paths[i];
-        qsort(dup_paths, m, sizeof *dup_paths, cmp_path);
-        for (; n_dup_paths < m; n_dup_paths++) /* only the first n_dup_paths are copies we own */
+            if (dup[i] && split[i] == which) dup_paths[nd++] = ix.paths[i];
+        qsort(dup_paths, nd, sizeof *dup_paths, cmp_path);
+        for (; n_dup_paths < nd; n_dup_paths++) /* only the first n_dup_paths are copies we own */
             if (!(dup_paths[n_dup_paths] = strdup(dup_paths[n_dup_paths]))) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
     }
     /* Only the evaluated samples are decoded (into the cache); then each one's decode from its
