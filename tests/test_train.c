@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "data/data.h"
 #include "ferc.h"
 #include "image/image.h"
 #include "io/safetensors.h"
@@ -152,11 +153,40 @@ static void test_kill(void)
     printf("kill test: %d complete safetensors files after SIGKILL\n", complete);
 }
 
+/* The named recipes set what they say, and their augmentation parses to their input size. */
+static void test_recipes(void)
+{
+    trainer_config c;
+    trainer_config_default(&c);
+    CHECK(c.epochs == 50 && c.optimizer == OPTIM_ADAMW && c.img_size == 48 && c.label_smoothing == 0, "defaults");
+    CHECK_OK(trainer_recipe_fer(&c));
+    CHECK(c.img_size == 64 && c.epochs == 50 && c.batch == 64 && c.optimizer == OPTIM_ADAMW && c.lr == 2e-3 &&
+              c.weight_decay == 0.05 && c.schedule == SCHED_ONECYCLE && c.label_smoothing == 0.1 && !strcmp(c.recipe, "fer"),
+          "--recipe fer: 64x64, adamw 2e-3, wd 0.05, onecycle, 50 epochs, label smoothing 0.1");
+    const char *specs[2] = {c.augment, NULL};
+    trainer_config s;
+    trainer_config_default(&s);
+    snprintf(s.arch, sizeof s.arch, "resnet18");
+    CHECK_OK(trainer_recipe_seed(&s));
+    CHECK(s.img_size == 50 && s.batch == 128 && s.epochs == 20 && s.clip_value == 0.01, "--recipe seed for a resnet");
+    specs[1] = s.augment;
+    const int want[2] = {64, 50};
+    for (int i = 0; i < 2; i++) {
+        data_transform *tf = NULL;
+        CHECK_OK(data_transform_parse(&tf, specs[i]));
+        int w = 0, h = 0;
+        if (tf) data_transform_out_size(tf, 48, 48, &w, &h);
+        CHECK(w == want[i] && h == want[i], "recipe %d: a 48x48 crop becomes %dx%d, want %d", i, w, h, want[i]);
+        data_transform_destroy(tf);
+    }
+}
+
 int main(void)
 {
     snprintf(root, sizeof root, "/tmp/ferc_test_train_XXXXXX");
     if (!mkdtemp(root)) return test_skip("no temporary folder");
     make_data();
+    test_recipes();
     test_kill(); /* before this process starts OpenMP, so that fork is safe */
 
     /* 1. Learning, run folder. */

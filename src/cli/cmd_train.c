@@ -54,10 +54,13 @@ static void usage(FILE *f)
             "                          --freeze-epochs (default 0.1; else 1)\n"
             "  --cache-features        phase 1 without augmentation: compute the frozen backbone's\n"
             "                          features once and train the head on them (default off)\n"
-            "  --recipe seed|default   seed: the original notebook (adam, wd 0.01, onecycle 1e-3, clip\n"
-            "                          value 0.01, batch 128, 20 epochs, resize 64 + crop 64/50); later\n"
-            "                          options override it. default: the defaults above (the best\n"
-            "                          recipe found for resnet18 at 48x48, see the README)\n"
+            "  --recipe seed|fer|default  settings in one word; later options override them.\n"
+            "                          seed: the original notebook (adam, wd 0.01, onecycle 1e-3, clip\n"
+            "                          value 0.01, batch 128, 20 epochs, resize 64 + crop 64/50).\n"
+            "                          fer: the shipped default model's recipe (64x64, adamw 2e-3, wd\n"
+            "                          0.05, onecycle, 50 epochs, label smoothing 0.1, crop + rotation\n"
+            "                          + scale + flip + erasing; see the model card). default: the\n"
+            "                          defaults above\n"
             "  --resume RUN_DIR        continue an interrupted run exactly\n"
             "  --quiet                 no progress output\n"
             "  --json                  one JSON line per epoch on stdout\n"
@@ -123,8 +126,10 @@ int cmd_train(int argc, char **argv)
         if (!strcmp(argv[i], "--recipe")) {
             if (!strcmp(argv[i + 1], "seed")) {
                 if (trainer_recipe_seed(&c)) return cli_fail("--recipe seed");
+            } else if (!strcmp(argv[i + 1], "fer")) {
+                if (trainer_recipe_fer(&c)) return cli_fail("--recipe fer");
             } else if (strcmp(argv[i + 1], "default")) {
-                return cli_usage_error("train", "--recipe seed|default");
+                return cli_usage_error("train", "--recipe seed|fer|default");
             }
         }
     for (int i = 1; i < argc; i++) {

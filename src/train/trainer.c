@@ -23,7 +23,8 @@ void trainer_config_default(trainer_config *c)
     c->img_size = 48;
     c->batch = 64;
     c->freeze_epochs = 0;
-    /* the best recipe found for resnet18 at 48x48 on the FER data (README, "Recipes") */
+    /* a plain start: AdamW with OneCycle (a resnet18 at 48x48 reaches 63% on the FER data in
+     * 12 epochs); --recipe fer is the shipped model's stronger recipe */
     c->epochs = 50;
     c->lr = 2e-3;
     c->optimizer = OPTIM_ADAMW;
@@ -64,6 +65,26 @@ void trainer_default_augment(const trainer_config *c, char *buf, size_t size)
     int pad = c->img_size / 12 > 0 ? c->img_size / 12 : 1;
     snprintf(buf, size, "resize(%d,%d) | randomcrop(%d,pad=%d,mode=reflect) | hflip | normalize(%s)", c->img_size,
              c->img_size, c->img_size, pad, c->weights[0] ? "imagenet" : "cifar10");
+}
+
+int trainer_recipe_fer(trainer_config *c)
+{
+    c->optimizer = OPTIM_ADAMW;
+    c->lr = 2e-3;
+    c->weight_decay = 0.05;
+    c->momentum = 0.9;
+    c->schedule = SCHED_ONECYCLE;
+    c->batch = 64;
+    c->epochs = 50;
+    c->freeze_epochs = 0;
+    c->label_smoothing = 0.1;
+    c->img_size = 64;
+    snprintf(c->augment, sizeof c->augment,
+             "resize(64,64) | randomcrop(64,pad=5,mode=reflect) | affine(degrees=10,translate=0/0,scale=0.9/1.1,fill=128) | "
+             "hflip | normalize(mean=0.5072/0.5072/0.5072,std=0.2553/0.2553/0.2553) | "
+             "erase(p=0.5,scale=0.02/0.2,ratio=0.3/3.3,value=0)");
+    snprintf(c->recipe, sizeof c->recipe, "fer");
+    return FERC_OK;
 }
 
 /* ---- config.json ----------------------------------------------------------------------- */

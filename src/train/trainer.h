@@ -83,6 +83,12 @@ void trainer_config_default(trainer_config *c);
 /* The original notebook's settings (see the issue): adam, wd 0.01, onecycle 1e-3, clip value
  * 0.01, batch 128, 20 epochs, no freezing, its augmentation for the arch's family. */
 int  trainer_recipe_seed(trainer_config *c);
+/* The recipe of ferc's shipped default model (its card in models/): the FER crops enlarged to 64x64,
+ * AdamW (lr 2e-3, weight decay 0.05) with OneCycle, batch 64, 50 epochs, label smoothing 0.1,
+ * random crop (pad 5, reflect) + rotation up to 10 degrees and scale 0.9-1.1 + horizontal flip +
+ * random erasing (p 0.5), normalized with the training rows' statistics (mean 0.5072, std
+ * 0.2553, seed-1 split). The arch is left as given (resnet18 for the shipped model). */
+int  trainer_recipe_fer(trainer_config *c);
 /* The augmentation used when c->augment is "". */
 void trainer_default_augment(const trainer_config *c, char *buf, size_t size);
 
