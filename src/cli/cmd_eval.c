@@ -32,7 +32,8 @@ static void usage(FILE *f)
                "                   whose --split rows are evaluated; class names must match the model's\n"
                "  --split NAME     rows of a manifest to evaluate (default val)\n"
                "  --root DIR       the image tree a manifest's paths are relative to (default: the \"data\"\n"
-               "                   of the config.json next to the manifest, else $FERC_DATA/fer/Training)\n"
+               "                   of the config.json next to the manifest, else $FERC_DATA/fer/Training;\n"
+               "                   FERC_DATA defaults to ../shared/data when that folder exists)\n"
                "  --manifest FILE  with --data DIR: evaluate only the --split rows of this manifest\n"
                "  --tta flip       average the probabilities of the image and its mirror (the default:\n"
                "                   what ferc predict, ferc camera and the library do)\n"
@@ -79,7 +80,8 @@ static int is_dir_canon(char *p, size_t cap)
 static int cmp_path(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* The image root of a manifest: config.json next to it ("data_abs", then "data" as given, then
- * "data" relative to the run folder's parent), else $FERC_DATA/fer/Training. */
+ * "data" relative to the run folder's parent), else $FERC_DATA/fer/Training, else (FERC_DATA unset)
+ * ../shared/data/fer/Training when it exists. */
 static int manifest_root(const char *manifest, char *root, size_t cap)
 {
     char dir[2048], cfg[2100];
@@ -109,6 +111,9 @@ static int manifest_root(const char *manifest, char *root, size_t cap)
     const char *env = getenv("FERC_DATA");
     if (env && *env) {
         snprintf(root, cap, "%s/fer/Training", env);
+        if (is_dir_canon(root, cap)) return 1;
+    } else { /* the project's convention (README): FERC_DATA defaults to ../shared/data */
+        snprintf(root, cap, "../shared/data/fer/Training");
         if (is_dir_canon(root, cap)) return 1;
     }
     ferc_clear_error();
