@@ -35,7 +35,7 @@ def main(argv):
         print(f"\n{d['duplicates_in_train']} of the {d['n']} validation images have a byte-identical copy among the "
               f"training rows; the unique figures leave them out ({d['n_unique']} images).")
     base = runs[0]
-    print(f"\n| class | precision | recall (`{base['tta']}`) | F1 | support |")
+    print(f"\n| class | precision | recall ({base['tta']}) | F1 | support |")
     print("|---|---:|---:|---:|---:|")
     for c, c0 in zip(d["per_class"], base["per_class"]):
         print(f"| {c['class']} | {c['precision']:.3f} | {c['recall']:.3f} ({c0['recall']:.3f}) | {c['f1']:.3f} | {c['support']} |")
