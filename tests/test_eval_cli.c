@@ -70,6 +70,17 @@ static int class_of(const char *name)
     return -1;
 }
 
+/* The class whose folder a path names ("/<Class>/"), or -1. */
+static int class_of_path(const char *path)
+{
+    for (int c = 0; c < NCLS && path; c++) {
+        char dir[64];
+        snprintf(dir, sizeof dir, "/%s/", classes[c]);
+        if (strstr(path, dir)) return c;
+    }
+    return -1;
+}
+
 /* The confusion matrix counted from `ferc predict --no-detect --json` on every image. */
 static void predicted_confusion(const char *model, const char *tta, long conf[NCLS][NCLS])
 {
@@ -83,12 +94,7 @@ static void predicted_confusion(const char *model, const char *tta, long conf[NC
     cJSON_ArrayForEach(e, j)
     {
         const char *path = cJSON_GetStringValue(cJSON_GetObjectItem(e, "image"));
-        int p = class_of(cJSON_GetStringValue(cJSON_GetObjectItem(e, "label"))), t = -1;
-        for (int c = 0; c < NCLS && path; c++) {
-            char dir[64];
-            snprintf(dir, sizeof dir, "/%s/", classes[c]);
-            if (strstr(path, dir)) t = c;
-        }
+        int p = class_of(cJSON_GetStringValue(cJSON_GetObjectItem(e, "label"))), t = class_of_path(path);
         CHECK(p >= 0 && t >= 0, "predict result for %s", path ? path : "?");
         if (p >= 0 && t >= 0) conf[t][p]++;
     }
@@ -238,12 +244,9 @@ int main(void)
         {
             const char *file = cJSON_GetStringValue(cJSON_GetObjectItem(r, "image"));
             const char *label = cJSON_GetStringValue(cJSON_GetObjectItem(r, "label"));
+            int t = class_of_path(file);
             all++;
-            for (int c = 0; c < NCLS; c++) {
-                char dirpart[64];
-                snprintf(dirpart, sizeof dirpart, "/%s/", classes[c]);
-                if (file && strstr(file, dirpart) && class_of(label) == c) right++;
-            }
+            right += t >= 0 && class_of(label) == t;
         }
         cJSON_Delete(p);
         double acc_u = num(j, "accuracy_unique");

@@ -235,7 +235,7 @@ int cmd_eval(int argc, char **argv)
         if (!dup_paths) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
         size_t nd = 0;
         for (size_t i = 0; i < ix.n; i++)
-            if (dup[i] && split[i] == which) dup_paths[nd++] = ix.paths[i];
+            if (dup[i]) dup_paths[nd++] = ix.paths[i]; /* only rows of the evaluated split are marked */
         qsort(dup_paths, nd, sizeof *dup_paths, cmp_path);
         for (; n_dup_paths < nd; n_dup_paths++) /* only the first n_dup_paths are copies we own */
             if (!(dup_paths[n_dup_paths] = strdup(dup_paths[n_dup_paths]))) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
