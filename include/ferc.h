@@ -111,6 +111,36 @@ int ferc_recognize(ferc_recognizer *r, const ferc_image *img, ferc_face **faces,
 /* Classifies the whole image as one face crop (a pre-cropped face, such as a FER image). */
 int ferc_classify(ferc_recognizer *r, const ferc_image *img, ferc_face *face);
 
+
+/* ---- streams: faces followed across the frames of a video ----------------------------- */
+
+/* A stream gives the faces of successive frames stable ids and smooths each face's
+ * probabilities over its frames, as `ferc camera` and `ferc serve`'s sessions do (one
+ * implementation). Frames are matched by box overlap; a face the detector misses for up to
+ * `memory` frames keeps its id. */
+typedef struct ferc_stream ferc_stream;
+
+typedef struct ferc_stream_params {
+    float smooth;        /* weight of the new frame in the moving average, (0, 1]; 1 = none (0.3) */
+    int memory;          /* frames a track survives without a detection (10) */
+    int detect_every;    /* run the detector on every Nth frame, reuse the tracked boxes between (1) */
+    float iou_threshold; /* least box overlap that continues a track (0.3) */
+} ferc_stream_params;
+
+void ferc_stream_params_default(ferc_stream_params *p);
+
+typedef struct ferc_tracked_face {
+    ferc_face face;                    /* box; label, confidence, probs smoothed over the track */
+    int id;                            /* 1, 2, ...: the same while the face is followed */
+    float raw_probs[FERC_MAX_CLASSES]; /* this frame's own probabilities */
+} ferc_tracked_face;
+
+/* r must outlive the stream; p NULL: the defaults. */
+int ferc_stream_create(ferc_stream **out, ferc_recognizer *r, const ferc_stream_params *p);
+/* The next frame: *faces malloc'ed (NULL when none; the caller frees it), *count set. */
+int ferc_stream_process(ferc_stream *s, const ferc_image *frame, ferc_tracked_face **faces, int *count);
+void ferc_stream_destroy(ferc_stream *s);
+
 #ifdef __cplusplus
 }
 #endif

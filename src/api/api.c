@@ -9,6 +9,7 @@
 
 #include "core/core.h"
 #include "face/recognize.h"
+#include "face/stream.h"
 #include "image/image.h"
 
 #ifndef FERC_DEFAULT_MODEL
@@ -162,4 +163,74 @@ int ferc_classify(ferc_recognizer *r, const ferc_image *img, ferc_face *face)
     face->w = img->width, face->h = img->height;
     fill_face(face, probs, face_recognizer_num_classes(r->r));
     return FERC_OK;
+}
+
+/* ---- streams ------------------------------------------------------------------------------ */
+
+struct ferc_stream {
+    ferc_recognizer *r;
+    face_stream *s;
+};
+
+void ferc_stream_params_default(ferc_stream_params *p)
+{
+    face_track_params tp;
+    face_track_params_default(&tp);
+    *p = (ferc_stream_params){.smooth = tp.alpha, .memory = tp.max_missed, .detect_every = 1,
+                              .iou_threshold = tp.iou_threshold};
+}
+
+int ferc_stream_create(ferc_stream **out, ferc_recognizer *r, const ferc_stream_params *p)
+{
+    *out = NULL;
+    if (!r) return ferc_set_error(FERC_ERR_INVALID, "stream: no recognizer");
+    ferc_stream_params def;
+    if (!p) ferc_stream_params_default(&def), p = &def;
+    if (!(p->smooth > 0 && p->smooth <= 1))
+        return ferc_set_error(FERC_ERR_INVALID, "stream: smooth must be in (0, 1] (got %g)", (double)p->smooth);
+    if (p->memory < 0) return ferc_set_error(FERC_ERR_INVALID, "stream: memory must be >= 0 (got %d)", p->memory);
+    if (!(p->iou_threshold >= 0 && p->iou_threshold <= 1))
+        return ferc_set_error(FERC_ERR_INVALID, "stream: iou_threshold must be in [0, 1] (got %g)", (double)p->iou_threshold);
+    face_track_params tp = {.iou_threshold = p->iou_threshold, .max_missed = p->memory, .alpha = p->smooth};
+    ferc_stream *s = calloc(1, sizeof *s);
+    if (!s) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    s->r = r;
+    int rc = face_stream_create(&s->s, face_recognizer_num_classes(r->r), &tp, p->detect_every);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return FERC_OK;
+}
+
+int ferc_stream_process(ferc_stream *s, const ferc_image *frame, ferc_tracked_face **faces, int *count)
+{
+    *faces = NULL;
+    *count = 0;
+    if (!s || !frame || !frame->data) return ferc_set_error(FERC_ERR_INVALID, "stream: no stream or no frame");
+    const image im = as_image(frame);
+    face_stream_result res;
+    int rc = face_stream_process(s->s, s->r->r, &im, &res);
+    if (rc || !res.n) return rc;
+    const int k = face_recognizer_num_classes(s->r->r);
+    ferc_tracked_face *out = calloc((size_t)res.n, sizeof *out);
+    if (!out) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < res.n; i++) {
+        ferc_face *f = &out[i].face;
+        f->x = res.boxes[i].x, f->y = res.boxes[i].y, f->w = res.boxes[i].w, f->h = res.boxes[i].h;
+        fill_face(f, res.smoothed + (size_t)i * k, k);
+        out[i].id = res.ids[i];
+        memcpy(out[i].raw_probs, res.probs + (size_t)i * k, (size_t)k * sizeof(float));
+    }
+    *faces = out;
+    *count = res.n;
+    return FERC_OK;
+}
+
+void ferc_stream_destroy(ferc_stream *s)
+{
+    if (!s) return;
+    face_stream_destroy(s->s);
+    free(s);
 }

@@ -40,6 +40,7 @@ int cmd_data(int argc, char **argv);
 int cmd_detect(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_camera(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 

@@ -26,8 +26,9 @@
 
 #include "cli/cli.h"
 #include "core/core.h"
+#include "face/face_json.h"
 #include "face/recognize.h"
-#include "face/track.h"
+#include "face/stream.h"
 #include "video/video.h"
 
 static void usage(FILE *out)
@@ -73,35 +74,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
-}
-
-static void json_string(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(out, "\\%c", *p);
-        else if (*p < 0x20) fprintf(out, "\\u%04x", *p);
-        else fputc(*p, out);
-    }
-    fputc('"', out);
-}
-
-static void json_number(FILE *out, float v)
-{
-    if (isfinite(v)) fprintf(out, "%.6g", (double)v);
-    else fputs("null", out);
-}
-
-static void json_probs(FILE *out, const face_recognizer *r, const float *p, int k)
-{
-    fputc('{', out);
-    for (int j = 0; j < k; j++) {
-        if (j) fputs(", ", out);
-        json_string(out, face_recognizer_class_name(r, j));
-        fputs(": ", out);
-        json_number(out, p[j]);
-    }
-    fputc('}', out);
 }
 
 typedef struct opts {
@@ -200,36 +172,16 @@ static int parse_args(int argc, char **argv, opts *o)
 typedef struct run_state {
     opts *o;
     face_recognizer *r;
-    face_tracker *t;
+    face_stream *fs;
+    face_stream_result res; /* the current frame's faces */
     video_source *src;
     video_writer *vw;
     video_window *win;
     image canvas;
-    face_box *boxes;
-    int nboxes, cap;
-    float *logits, *probs;
-    int *ids;
     double stage[ST_COUNT];
     long long frames, faces, detections;
     double fps_smooth, last_shown;
 } run_state;
-
-static int ensure_cap(run_state *s, int n, int k)
-{
-    if (n <= s->cap) return FERC_OK;
-    int c = n < 16 ? 16 : n;
-    face_box *b = realloc(s->boxes, (size_t)c * sizeof *b);
-    if (b) s->boxes = b;
-    float *l = realloc(s->logits, (size_t)c * k * sizeof *l);
-    if (l) s->logits = l;
-    float *p = realloc(s->probs, (size_t)c * k * sizeof *p);
-    if (p) s->probs = p;
-    int *ids = realloc(s->ids, (size_t)c * sizeof *ids);
-    if (ids) s->ids = ids;
-    if (!b || !l || !p || !ids) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
-    s->cap = c;
-    return FERC_OK;
-}
 
 static const uint8_t palette[6][3] = {{230, 60, 60}, {160, 60, 220}, {40, 210, 60}, {220, 220, 220}, {60, 120, 240}, {250, 170, 30}};
 
@@ -238,15 +190,15 @@ static void draw_faces(run_state *s, const video_frame *f)
     image *c = &s->canvas;
     const int k = face_recognizer_num_classes(s->r);
     const int text_scale = f->img.width >= 960 ? 3 : 2;
-    for (int i = 0; i < s->nboxes; i++) {
-        const face_box *b = &s->boxes[i];
-        const face_track *tr = face_tracker_get(s->t, s->ids[i]);
-        const float *p = tr ? tr->smoothed : s->probs + (size_t)i * k;
+    const face_stream_result *res = &s->res;
+    for (int i = 0; i < res->n; i++) {
+        const face_box *b = &res->boxes[i];
+        const float *p = res->smoothed + (size_t)i * k;
         const int lab = face_argmax(p, k);
         const uint8_t *col = palette[lab % 6];
         image_draw_rect(c, b->x, b->y, b->w, b->h, b->w / 80 + 2, col);
         char text[96];
-        snprintf(text, sizeof text, "#%d %s %d%%", s->ids[i], face_recognizer_class_name(s->r, lab), (int)lround(p[lab] * 100));
+        snprintf(text, sizeof text, "#%d %s %d%%", res->ids[i], face_recognizer_class_name(s->r, lab), (int)lround(p[lab] * 100));
         int th = 9 * text_scale + 4, ty = b->y - th;
         if (ty < 0) ty = b->y + b->h;
         static const uint8_t black[3] = {0, 0, 0};
@@ -258,51 +210,38 @@ static void draw_faces(run_state *s, const video_frame *f)
 static void print_text_line(run_state *s, const video_frame *f)
 {
     const int k = face_recognizer_num_classes(s->r);
+    const face_stream_result *res = &s->res;
     printf("frame %lld t=%.3f:", (long long)f->index, f->time);
-    if (!s->nboxes) printf(" no face");
-    for (int i = 0; i < s->nboxes; i++) {
-        const face_track *tr = face_tracker_get(s->t, s->ids[i]);
-        const float *p = tr ? tr->smoothed : s->probs + (size_t)i * k;
+    if (!res->n) printf(" no face");
+    for (int i = 0; i < res->n; i++) {
+        const float *p = res->smoothed + (size_t)i * k;
         int lab = face_argmax(p, k);
-        printf("%s #%d %s %.2f [%d %d %d %d]", i ? ";" : "", s->ids[i], face_recognizer_class_name(s->r, lab), (double)p[lab],
-               s->boxes[i].x, s->boxes[i].y, s->boxes[i].w, s->boxes[i].h);
+        const face_box *b = &res->boxes[i];
+        printf("%s #%d %s %.2f [%d %d %d %d]", i ? ";" : "", res->ids[i], face_recognizer_class_name(s->r, lab), (double)p[lab],
+               b->x, b->y, b->w, b->h);
     }
     putchar('\n');
 }
 
-static void print_json_line(run_state *s, const video_frame *f, int detected)
+static void print_json_line(run_state *s, const video_frame *f)
 {
     FILE *out = stdout;
     const int k = face_recognizer_num_classes(s->r);
+    const face_stream_result *res = &s->res;
     fprintf(out, "{\"frame\": %lld, \"time\": %.6f, \"width\": %d, \"height\": %d, \"detected\": %s, ", (long long)f->index,
-            f->time, f->img.width, f->img.height, detected ? "true" : "false");
+            f->time, f->img.width, f->img.height, res->detected ? "true" : "false");
     if (f->name) {
         fputs("\"image\": ", out);
-        json_string(out, f->name);
+        face_json_string(out, f->name);
         fputs(", ", out);
     }
     fputs("\"faces\": [", out);
-    for (int i = 0; i < s->nboxes; i++) {
-        const face_box *b = &s->boxes[i];
-        const face_track *tr = face_tracker_get(s->t, s->ids[i]);
-        const float *raw = s->probs + (size_t)i * k, *sm = tr ? tr->smoothed : raw;
-        const int lab = face_argmax(sm, k), rlab = face_argmax(raw, k);
-        fprintf(out, "%s{\"id\": %d, \"box\": [%d, %d, %d, %d], \"label\": ", i ? ", " : "", s->ids[i], b->x, b->y, b->w, b->h);
-        json_string(out, face_recognizer_class_name(s->r, lab));
-        fputs(", \"confidence\": ", out);
-        json_number(out, sm[lab]);
-        fputs(", \"probabilities\": ", out);
-        json_probs(out, s->r, sm, k);
-        fputs(", \"raw_label\": ", out);
-        json_string(out, face_recognizer_class_name(s->r, rlab));
-        fputs(", \"raw_probabilities\": ", out);
-        json_probs(out, s->r, raw, k);
-        fputs(", \"logits\": [", out);
-        for (int j = 0; j < k; j++) {
-            if (j) fputs(", ", out);
-            json_number(out, s->logits[(size_t)i * k + j]);
-        }
-        fputs("]}", out);
+    for (int i = 0; i < res->n; i++) {
+        const size_t o = (size_t)i * k;
+        face_json_face face = {.box = &res->boxes[i], .id = res->ids[i], .probs = res->smoothed + o,
+                               .raw_probs = res->probs + o, .logits = res->logits + o};
+        if (i) fputs(", ", out);
+        face_json_write(out, face_recognizer_class_names(s->r), k, &face);
     }
     fputs("]}\n", out);
 }
@@ -311,44 +250,15 @@ static void print_json_line(run_state *s, const video_frame *f, int detected)
 static int process(run_state *s, const video_frame *f)
 {
     opts *o = s->o;
-    const int k = face_recognizer_num_classes(s->r);
-    const int detected = f->index % o->detect_every == 0 || s->frames == 0;
+    int rc = face_stream_process(s->fs, s->r, &f->img, &s->res);
+    if (rc) return rc;
+    s->stage[ST_DETECT] += s->res.detect_s;
+    s->stage[ST_CLASSIFY] += s->res.classify_s;
+    s->stage[ST_TRACK] += s->res.track_s;
+    s->detections += s->res.detected;
+    s->faces += s->res.n;
     double t = time_now(), t2;
-    int rc;
-    if (detected) {
-        face_box *b;
-        int n;
-        if ((rc = face_recognizer_detect(s->r, &f->img, &b, &n))) return rc;
-        if ((rc = ensure_cap(s, n, k))) {
-            free(b);
-            return rc;
-        }
-        if (n) memcpy(s->boxes, b, (size_t)n * sizeof *b);
-        free(b);
-        s->nboxes = n;
-        s->detections++;
-    } else {
-        /* keep last frame's boxes: the tracks' current positions */
-        int n = 0;
-        for (int i = 0; i < face_tracker_count(s->t); i++) {
-            const face_track *tr = face_tracker_at(s->t, i);
-            if (tr->missed == 0) s->boxes[n++] = tr->box;
-        }
-        s->nboxes = n;
-    }
-    t2 = time_now();
-    s->stage[ST_DETECT] += t2 - t;
-    t = t2;
-    if ((rc = face_recognizer_classify(s->r, &f->img, s->boxes, s->nboxes, s->logits, s->probs))) return rc;
-    t2 = time_now();
-    s->stage[ST_CLASSIFY] += t2 - t;
-    t = t2;
-    if ((rc = face_tracker_update(s->t, s->boxes, s->probs, s->nboxes, s->ids))) return rc;
-    t2 = time_now();
-    s->stage[ST_TRACK] += t2 - t;
-    t = t2;
-    s->faces += s->nboxes;
-    if (o->jsonl) print_json_line(s, f, detected);
+    if (o->jsonl) print_json_line(s, f);
     else if (!o->quiet) print_text_line(s, f);
     t2 = time_now();
     s->stage[ST_JSON] += t2 - t;
@@ -426,7 +336,7 @@ int cmd_camera(int argc, char **argv)
     else rc = video_source_open_camera(&s.src, o.device, &o.cam);
     if (rc) return cli_fail(NULL);
     if ((rc = face_recognizer_create(&s.r, o.model, o.cascade, &o.rp)) ||
-        (rc = face_tracker_create(&s.t, face_recognizer_num_classes(s.r), &o.tp))) {
+        (rc = face_stream_create(&s.fs, face_recognizer_num_classes(s.r), &o.tp, o.detect_every))) {
         status = cli_fail("camera");
         goto done;
     }
@@ -472,11 +382,7 @@ done:
     video_window_close(s.win);
     video_writer_close(s.vw);
     image_free(&s.canvas);
-    free(s.boxes);
-    free(s.logits);
-    free(s.probs);
-    free(s.ids);
-    face_tracker_destroy(s.t);
+    face_stream_destroy(s.fs);
     face_recognizer_destroy(s.r);
     video_source_close(s.src);
     return status;

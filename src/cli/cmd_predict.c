@@ -18,6 +18,7 @@
 
 #include "cli/cli.h"
 #include "core/core.h"
+#include "face/face_json.h"
 #include "face/recognize.h"
 #include "image/image.h"
 #include "models/classify.h"
@@ -60,45 +61,20 @@ static void usage(void)
            DEFAULT_TOP, FACE_CASCADE_DEFAULT_PATH, DEFAULT_BATCH);
 }
 
-static void json_string(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(out, "\\%c", *p);
-        else if (*p == '\n') fputs("\\n", out);
-        else if (*p == '\t') fputs("\\t", out);
-        else if (*p < 0x20) fprintf(out, "\\u%04x", *p);
-        else fputc(*p, out);
-    }
-    fputc('"', out);
-}
-
-static void json_number(FILE *out, float v)
-{
-    if (isfinite(v)) fprintf(out, "%.9g", (double)v);
-    else fputs("null", out);
-}
-
-/* The class names of either a whole-image classifier or a face recognizer. */
-typedef const char *(*class_name_fn)(const void *model, int i);
-static const char *classifier_name(const void *m, int i) { return classifier_class_name(m, i); }
-static const char *recognizer_name(const void *m, int i) { return face_recognizer_class_name(m, i); }
-
-/* `, "probabilities": {NAME: p, ...}, "logits": [...]}`: the end of every result object. */
-static void print_scores(FILE *out, class_name_fn name, const void *model, int k, const float *logits,
-                         const float *probs)
+/* `, "probabilities": {NAME: p, ...}, "logits": [...]}`: the end of a whole-image result. */
+static void print_scores(FILE *out, const classifier *c, int k, const float *logits, const float *probs)
 {
     fputs(", \"probabilities\": {", out);
     for (int j = 0; j < k; j++) {
         fputs(j ? ", " : "", out);
-        json_string(out, name(model, j));
+        face_json_string(out, classifier_class_name(c, j));
         fputs(": ", out);
-        json_number(out, probs[j]);
+        face_json_number(out, probs[j]);
     }
     fputs("}, \"logits\": [", out);
     for (int j = 0; j < k; j++) {
         fputs(j ? ", " : "", out);
-        json_number(out, logits[j]);
+        face_json_number(out, logits[j]);
     }
     fputs("]}", out);
 }
@@ -108,10 +84,10 @@ static void print_json(FILE *out, const classifier *c, const char *path, const f
 {
     const int k = classifier_meta(c)->num_classes;
     fprintf(out, "%s\n  {\"image\": ", first ? "" : ",");
-    json_string(out, path);
+    face_json_string(out, path);
     fputs(", \"label\": ", out);
-    json_string(out, classifier_class_name(c, face_argmax(probs, k)));
-    print_scores(out, classifier_name, c, k, logits, probs);
+    face_json_string(out, classifier_class_name(c, face_argmax(probs, k)));
+    print_scores(out, c, k, logits, probs);
 }
 
 static void print_text(FILE *out, const classifier *c, const char *path, const float *probs)
@@ -195,12 +171,9 @@ static void fail_on(const char *path)
 static void print_face_json(FILE *out, const face_recognizer *r, const face_box *b, const float *logits,
                             const float *probs, bool first)
 {
-    const int k = face_recognizer_num_classes(r), best = face_argmax(probs, k);
-    fprintf(out, "%s\n    {\"box\": [%d, %d, %d, %d], \"label\": ", first ? "" : ",", b->x, b->y, b->w, b->h);
-    json_string(out, face_recognizer_class_name(r, best));
-    fputs(", \"confidence\": ", out);
-    json_number(out, probs[best]);
-    print_scores(out, recognizer_name, r, k, logits, probs);
+    face_json_face f = {.box = b, .id = -1, .probs = probs, .logits = logits};
+    fputs(first ? "\n    " : ",\n    ", out);
+    face_json_write(out, face_recognizer_class_names(r), face_recognizer_num_classes(r), &f);
 }
 
 /* "face 1 at x 49 y 206 w 457 h 457: Happy 41.2%   top 3: Happy 41.2%, Sad 20.3%, Fear 11.0%" */
@@ -347,7 +320,7 @@ static int predict_faces(const face_opts *o, const char **paths, int npaths)
         }
         if (o->json) {
             fprintf(stdout, "%s\n  {\"image\": ", first ? "" : ",");
-            json_string(stdout, paths[i]);
+            face_json_string(stdout, paths[i]);
             fprintf(stdout, ", \"width\": %d, \"height\": %d, \"faces\": [", img.width, img.height);
             for (int f = 0; f < n; f++)
                 print_face_json(stdout, r, &boxes[f], logits + (size_t)f * k, probs + (size_t)f * k, f == 0);

@@ -18,6 +18,7 @@ static const cli_command commands[] = {
     {"predict", cmd_predict, "find faces in images and classify their expressions"},
     {"detect", cmd_detect, "find faces in images (Viola-Jones cascade)"},
     {"camera", cmd_camera, "live recognition from a camera, a video file or an image folder"},
+    {"serve", cmd_serve, "web page on your camera and a JSON API (HTTP)"},
     {"data", cmd_data, "inspect a dataset: check, stats, grid"},
     {"bench", cmd_bench, "measure training or inference speed"},
 };

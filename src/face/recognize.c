@@ -1,5 +1,6 @@
 /* face/recognize: detection + batched classification of the faces of a frame (see recognize.h). */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,8 @@
 #define RECOG_MAX_PLANS 12 /* batch sizes 1 .. 2^11 */
 
 struct face_recognizer {
+    face_recognizer *base;     /* NULL: owns g, fc, meta, names; else borrows them from base */
+    pthread_mutex_t plan_lock; /* the base's: planning writes the graph's shapes */
     face_cascade *fc;
     face_recog_params p;
     nn_graph *g;
@@ -40,12 +43,17 @@ void face_recognizer_destroy(face_recognizer *r)
 {
     if (!r) return;
     for (int i = 0; i < RECOG_MAX_PLANS; i++) nn_exec_destroy(r->plans[i]);
-    if (r->names)
-        for (int i = 0; i < r->meta.num_classes; i++) free(r->names[i]);
-    free(r->names);
     free_buffers(r);
     free(r->gray);
     free(r->small);
+    if (r->base) {
+        free(r);
+        return;
+    }
+    pthread_mutex_destroy(&r->plan_lock);
+    if (r->names)
+        for (int i = 0; i < r->meta.num_classes; i++) free(r->names[i]);
+    free(r->names);
     nn_graph_destroy(r->g);
     models_meta_free(&r->meta);
     face_cascade_destroy(r->fc);
@@ -114,6 +122,7 @@ int face_recognizer_create(face_recognizer **out, const char *model_path, const 
     face_recognizer *r = calloc(1, sizeof *r);
     if (!r) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     r->p = *p;
+    pthread_mutex_init(&r->plan_lock, NULL);
     int nb = 1;
     while (nb < p->max_batch) nb *= 2;
     r->p.max_batch = nb;
@@ -143,7 +152,29 @@ int face_recognizer_create(face_recognizer **out, const char *model_path, const 
     return FERC_OK;
 }
 
+int face_recognizer_share(face_recognizer **out, face_recognizer *base)
+{
+    *out = NULL;
+    face_recognizer *r = calloc(1, sizeof *r);
+    if (!r) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    face_recognizer *owner = base->base ? base->base : base;
+    r->base = owner;
+    r->fc = owner->fc;
+    r->g = owner->g;
+    r->meta = owner->meta;
+    r->names = owner->names;
+    r->p = base->p;
+    int rc = set_buffers(r, base->p.tta);
+    if (rc) {
+        face_recognizer_destroy(r);
+        return rc;
+    }
+    *out = r;
+    return FERC_OK;
+}
+
 const models_meta *face_recognizer_meta(const face_recognizer *r) { return &r->meta; }
+const char *const *face_recognizer_class_names(const face_recognizer *r) { return (const char *const *)r->names; }
 int face_recognizer_num_classes(const face_recognizer *r) { return r->meta.num_classes; }
 
 const char *face_recognizer_class_name(const face_recognizer *r, int i)
@@ -244,7 +275,10 @@ static int plan(face_recognizer *r, int i, nn_exec **ex)
 {
     if (!r->plans[i]) {
         const int s = r->meta.img_size;
+        pthread_mutex_t *lock = r->base ? &r->base->plan_lock : &r->plan_lock;
+        pthread_mutex_lock(lock);
         int rc = nn_exec_create(&r->plans[i], r->g, NULL, 1 << i, 3, s, s, 0);
+        pthread_mutex_unlock(lock);
         if (rc) return ferc_wrap_error(rc, "planning a batch of %d faces", 1 << i);
     }
     *ex = r->plans[i];

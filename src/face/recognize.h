@@ -22,7 +22,8 @@
  *     face_recognize(r, &rgb, &boxes, &n, &logits, &probs);   // (n, K) each; caller frees all three
  *     face_recognizer_destroy(r);
  *
- * A recognizer is used by one thread at a time.
+ * A recognizer is used by one thread at a time; face_recognizer_share gives each thread its own
+ * on one loaded model.
  */
 #ifndef FERC_FACE_RECOGNIZE_H
 #define FERC_FACE_RECOGNIZE_H
@@ -52,6 +53,11 @@ typedef struct face_recognizer face_recognizer;
 /* Loads the model file and the cascade (NULL: FACE_CASCADE_DEFAULT_PATH). */
 int face_recognizer_create(face_recognizer **out, const char *model_path, const char *cascade_path,
                            const face_recog_params *p);
+/* A second recognizer on base's loaded network and cascade (nothing is copied but the
+ * parameters of recognition): it has its own plans and buffers, so that the two can run on
+ * different threads at the same time (planning, which writes the shared graph, is
+ * serialized). base must outlive it; destroying it leaves base untouched. */
+int face_recognizer_share(face_recognizer **out, face_recognizer *base);
 /* Changes the test-time augmentation (buffers are reallocated; plans are kept). */
 int face_recognizer_set_tta(face_recognizer *r, classify_tta tta);
 void face_recognizer_destroy(face_recognizer *r);
@@ -59,6 +65,8 @@ const models_meta *face_recognizer_meta(const face_recognizer *r);
 /* Class name of label i ("0", "1", ... when the file names none); NULL when out of range. */
 const char *face_recognizer_class_name(const face_recognizer *r, int i);
 int face_recognizer_num_classes(const face_recognizer *r);
+/* All K class names (see face_recognizer_class_name). */
+const char *const *face_recognizer_class_names(const face_recognizer *r);
 
 /* Detects faces in an RGB (or gray) image; boxes in its pixels, malloc'ed (NULL when none). */
 int face_recognizer_detect(face_recognizer *r, const image *img, face_box **boxes, int *n);

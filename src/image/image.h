@@ -35,6 +35,9 @@ int  image_clone(image *dst, const image *src);
 int image_load(image *img, const char *path, image_mode mode, int apply_exif);
 int image_decode(image *img, const uint8_t *data, size_t size, image_mode mode, int apply_exif,
                  const char *name_for_errors);
+/* The size of a JPEG or PNG from its header alone, without decoding the pixels (to refuse
+ * an image too large before allocating it). FERC_ERR_FORMAT for anything else. */
+int image_probe(const uint8_t *data, size_t size, int *width, int *height, const char *name_for_errors);
 /* Encodes by extension (.png or .jpg/.jpeg), written atomically. quality: JPEG 1..100. */
 int image_save(const image *img, const char *path, int quality);
 

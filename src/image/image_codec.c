@@ -11,7 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include <jpeglib.h> /* needs stdio.h first */
+#include <jpeglib.h>
+#include <jerror.h> /* needs stdio.h first */
 #include <png.h>
 
 #include "core/core.h"
@@ -22,6 +23,7 @@ typedef struct jpg_err {
     struct jpeg_error_mgr mgr;
     jmp_buf jump;
     char msg[JMSG_LENGTH_MAX];
+    int truncated; /* libjpeg warned that the data ended early (it fills the rest with gray) */
 } jpg_err;
 
 static void jpg_error_exit(j_common_ptr cinfo)
@@ -32,6 +34,15 @@ static void jpg_error_exit(j_common_ptr cinfo)
 }
 
 static void jpg_output_message(j_common_ptr cinfo) { (void)cinfo; }
+
+static void jpg_emit_message(j_common_ptr cinfo, int level)
+{
+    jpg_err *e = (jpg_err *)cinfo->err;
+    if (level < 0) {
+        cinfo->err->num_warnings++;
+        if (cinfo->err->msg_code == JWRN_JPEG_EOF) e->truncated = 1;
+    }
+}
 
 static uint16_t rd16(const uint8_t *p, int le) { return le ? (uint16_t)(p[0] | p[1] << 8) : (uint16_t)(p[0] << 8 | p[1]); }
 static uint32_t rd32(const uint8_t *p, int le)
@@ -70,6 +81,8 @@ static struct jpeg_error_mgr *jpg_err_setup(jpg_err *e)
     struct jpeg_error_mgr *m = jpeg_std_error(&e->mgr);
     e->mgr.error_exit = jpg_error_exit;
     e->mgr.output_message = jpg_output_message;
+    e->mgr.emit_message = jpg_emit_message;
+    e->truncated = 0;
     return m;
 }
 
@@ -137,6 +150,10 @@ static int decode_jpeg(image *img, const uint8_t *data, size_t size, int apply_e
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
     free(row);
+    if (jerr.truncated) { /* as PIL, which refuses a truncated image */
+        image_free(&raw);
+        return ferc_set_error(FERC_ERR_FORMAT, "%s: bad JPEG: the data ends before the image does (truncated)", name);
+    }
     if (orientation != 1) {
         int rc = image_orient(img, &raw, orientation);
         image_free(&raw);
@@ -299,6 +316,38 @@ static int convert_mode(image *img, image_mode mode)
     image_free(img);
     if (rc) return rc;
     *img = out;
+    return FERC_OK;
+}
+
+int image_probe(const uint8_t *data, size_t size, int *width, int *height, const char *name_for_errors)
+{
+    const char *volatile name = name_for_errors ? name_for_errors : "image"; /* read after longjmp */
+    *width = *height = 0;
+    if (!data || size < 24) return ferc_set_error(FERC_ERR_FORMAT, "%s: too short to be an image", name);
+    if (!memcmp(data, "\x89PNG\r\n\x1a\n", 8)) {
+        if (memcmp(data + 12, "IHDR", 4)) return ferc_set_error(FERC_ERR_FORMAT, "%s: bad PNG: no IHDR chunk first", name);
+        const uint8_t *d = data + 16;
+        uint32_t w = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
+        uint32_t h = (uint32_t)d[4] << 24 | (uint32_t)d[5] << 16 | (uint32_t)d[6] << 8 | d[7];
+        if (!w || !h || w > 0x7fffffff || h > 0x7fffffff)
+            return ferc_set_error(FERC_ERR_FORMAT, "%s: bad PNG: size %ux%u", name, w, h);
+        *width = (int)w, *height = (int)h;
+        return FERC_OK;
+    }
+    if (data[0] != 0xFF || data[1] != 0xD8) return ferc_set_error(FERC_ERR_FORMAT, "%s: not a JPEG or PNG image", name);
+    struct jpeg_decompress_struct cinfo;
+    jpg_err jerr;
+    memset(&cinfo, 0, sizeof cinfo);
+    cinfo.err = jpg_err_setup(&jerr);
+    if (setjmp(jerr.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        return ferc_set_error(FERC_ERR_FORMAT, "%s: bad JPEG: %s", name, jerr.msg);
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, data, (unsigned long)size);
+    jpeg_read_header(&cinfo, TRUE);
+    *width = (int)cinfo.image_width, *height = (int)cinfo.image_height;
+    jpeg_destroy_decompress(&cinfo);
     return FERC_OK;
 }
 
