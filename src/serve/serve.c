@@ -274,6 +274,29 @@ static int decode_body(serve *s, struct MHD_Connection *c, request *rq, image *i
 
 static double ms(double s) { return 1e3 * s; }
 
+/* An answer written with stdio into memory: mem_end gives the text (NULL when out of memory). */
+typedef struct mem_out {
+    FILE *f;
+    char *text;
+    size_t len;
+} mem_out;
+
+static FILE *mem_begin(mem_out *j)
+{
+    j->text = NULL;
+    j->len = 0;
+    return j->f = open_memstream(&j->text, &j->len);
+}
+
+static char *mem_end(mem_out *j)
+{
+    if (fclose(j->f)) {
+        free(j->text);
+        return NULL;
+    }
+    return j->text;
+}
+
 static enum MHD_Result api_recognize(serve *s, struct MHD_Connection *c, request *rq)
 {
     const char *sid = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "session");
@@ -322,8 +345,8 @@ static enum MHD_Result api_recognize(serve *s, struct MHD_Connection *c, request
     }
     release(s, slot);
     char *json = NULL;
-    size_t jlen = 0;
-    FILE *out = rc ? NULL : open_memstream(&json, &jlen);
+    mem_out jo;
+    FILE *out = rc ? NULL : mem_begin(&jo);
     if (out) {
         const char *const *names = face_recognizer_class_names(r);
         fprintf(out, "{\"width\": %d, \"height\": %d, ", img.width, img.height);
@@ -343,10 +366,7 @@ static enum MHD_Result api_recognize(serve *s, struct MHD_Connection *c, request
         }
         fprintf(out, "], \"timing\": {\"decode_ms\": %.3f, \"detect_ms\": %.3f, \"classify_ms\": %.3f, \"total_ms\": %.3f}}",
                 ms(t_dec), ms(t_det), ms(t_cls), ms(time_now() - t0));
-        if (fclose(out)) {
-            free(json);
-            json = NULL;
-        }
+        json = mem_end(&jo);
     }
     if (e) {
         pthread_mutex_unlock(&e->lock);
@@ -372,8 +392,8 @@ static enum MHD_Result api_classify(serve *s, struct MHD_Connection *c, request 
     int rc = lp ? face_recognizer_classify_crop(r, &img, lp, lp + k) : ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     release(s, slot);
     char *json = NULL;
-    size_t jlen = 0;
-    FILE *out = rc ? NULL : open_memstream(&json, &jlen);
+    mem_out jo;
+    FILE *out = rc ? NULL : mem_begin(&jo);
     if (out) {
         const char *const *names = face_recognizer_class_names(r);
         const int lab = face_argmax(lp + k, k);
@@ -389,10 +409,7 @@ static enum MHD_Result api_classify(serve *s, struct MHD_Connection *c, request 
             face_json_number(out, lp[j]);
         }
         fprintf(out, "], \"timing\": {\"total_ms\": %.3f}}", ms(time_now() - t0));
-        if (fclose(out)) {
-            free(json);
-            json = NULL;
-        }
+        json = mem_end(&jo);
     }
     free(lp);
     image_free(&img);
@@ -437,9 +454,8 @@ static char *model_info(serve *s, const char *model_path)
 
 static char *metrics_text(serve *s)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&text, &len);
+    mem_out jo;
+    FILE *out = mem_begin(&jo);
     if (!out) return NULL;
     fputs("# HELP ferc_http_requests_total HTTP requests answered, by route and status.\n"
           "# TYPE ferc_http_requests_total counter\n", out);
@@ -470,11 +486,7 @@ static char *metrics_text(serve *s)
     fprintf(out, "# HELP ferc_sessions_active Tracking sessions used in the last %g s.\n"
                  "# TYPE ferc_sessions_active gauge\nferc_sessions_active %d\n",
             SESSION_IDLE_S, sessions_active(s));
-    if (fclose(out)) {
-        free(text);
-        return NULL;
-    }
-    return text;
+    return mem_end(&jo);
 }
 
 /* ---- libmicrohttpd callbacks -------------------------------------------------------------- */
