@@ -56,13 +56,31 @@ static int g_dropout(nn_graph *g)
     return nn_graph_finalize(g);
 }
 
+static int g_dwconv_same(nn_graph *g)
+{
+    nn_conv2d_grouped(g, "dw", front(g, 3, 8), 8, 3, 2, NN_PAD_SAME, 8, false);
+    return nn_graph_finalize(g);
+}
+static int g_conv_same5(nn_graph *g)
+{
+    nn_conv2d_grouped(g, "c", front(g, 3, 4), 6, 5, 2, NN_PAD_SAME, 2, true);
+    return nn_graph_finalize(g);
+}
+static int g_chpad(nn_graph *g)
+{
+    int a = front(g, 3, 8);
+    nn_add(g, nn_conv2d(g, "c1", a, 12, 1, 1, 0, true), nn_channel_pad(g, a, 4)); /* a has two consumers */
+    return nn_graph_finalize(g);
+}
+
 typedef struct gc_case { const char *name; build_fn build; } gc_case;
 
 static const gc_case cases[] = {
     {"conv2d", g_conv},          {"conv2d (odd channels)", g_conv_odd}, {"batchnorm2d (train)", g_bn},
     {"relu", g_relu},            {"maxpool2d", g_maxpool},              {"avgpool2d", g_avgpool},
     {"global_avgpool+linear", g_gap_linear}, {"concat", g_concat},     {"add", g_add},
-    {"dropout", g_dropout},
+    {"dropout", g_dropout},      {"depthwise conv, SAME, stride 2", g_dwconv_same},
+    {"grouped 5x5 conv, SAME, stride 2", g_conv_same5}, {"channel pad", g_chpad},
 };
 
 static double loss_at(nn_exec *ex, nn_graph *g, const float *x, const float *r, float *y, size_t ny)

@@ -94,6 +94,26 @@ static int b_linear(nn_graph *g)
     return nn_graph_finalize(g);
 }
 
+/* BlazeFace's ops: SAME 5x5/2 conv, depthwise SAME 3x3/2, 1x1, a zero-channel-padded
+ * max-pool shortcut (tools/gen_nn_fixtures.py BlazeBlock) */
+static int b_blaze_block(nn_graph *g)
+{
+    int x = nn_input(g, 3);
+    int y1 = nn_relu(g, nn_conv2d_grouped(g, "c0", x, 8, 5, 2, NN_PAD_SAME, 1, true));
+    int y2 = nn_conv2d_grouped(g, "dw", y1, 8, 3, 2, NN_PAD_SAME, 8, false);
+    int y3 = nn_conv2d(g, "pw", y2, 16, 1, 1, 0, true);
+    int sc = nn_channel_pad(g, nn_maxpool2d(g, y1, 2, 2, 0), 8);
+    nn_relu(g, nn_add(g, y3, sc));
+    return nn_graph_finalize(g);
+}
+
+static int b_conv_groups(nn_graph *g)
+{
+    int x = nn_input(g, 8);
+    nn_conv2d_grouped(g, "c", x, 12, 3, 1, 1, 4, true);
+    return nn_graph_finalize(g);
+}
+
 typedef struct op_case {
     const char *name;
     build_fn build;
@@ -106,7 +126,8 @@ static const op_case cases[] = {
     {"conv_1x1_s2", b_conv_1x1_s2, true, NULL}, {"stem", b_stem, true, NULL},
     {"bn_frozen", b_bn_relu, true, "bn."},     {"bn_eval", b_bn, false, NULL},
     {"pools", b_pools, true, NULL},            {"concat_add", b_concat_add, true, NULL},
-    {"linear", b_linear, true, NULL},
+    {"linear", b_linear, true, NULL},          {"blaze_block", b_blaze_block, true, NULL},
+    {"conv_groups", b_conv_groups, true, NULL},
 };
 
 static size_t numel_of(const st_file *f, const char *name)

@@ -2,7 +2,8 @@
 """Writes the engine's reference fixtures with PyTorch (Debian's python3-torch 1.13).
 
 Run with /usr/bin/python3 from the repository root:
-    /usr/bin/python3 tools/gen_nn_fixtures.py
+    /usr/bin/python3 tools/gen_nn_fixtures.py            # every case
+    /usr/bin/python3 tools/gen_nn_fixtures.py grouped    # only the grouped/SAME/channel-pad cases
 Output: tests/fixtures/nn/*.safetensors, one file per case. Each holds
     x, y (output), dy (upstream gradient), dx (input gradient),
     p.<name> (parameters and buffers before the pass, torchvision names),
@@ -340,8 +341,39 @@ def ce_cases():
     print("cross_entropy")
 
 
+class BlazeBlock(nn.Module):
+    """BlazeFace's ops as TensorFlow defines them: a 5x5 stride-2 convolution with "SAME"
+    padding (asymmetric: 1 top/left, 2 bottom/right on an even input), a depthwise 3x3 stride-2
+    SAME convolution (0 / 1), a 1x1 convolution, and a max-pooled shortcut widened by zero
+    channels (tf.pad on C)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c0 = nn.Conv2d(3, 8, 5, 2, 0)
+        self.dw = nn.Conv2d(8, 8, 3, 2, 0, groups=8, bias=False)
+        self.pw = nn.Conv2d(8, 16, 1)
+
+    def forward(self, x):
+        y1 = F.relu(self.c0(F.pad(x, (1, 2, 1, 2))))
+        y2 = self.dw(F.pad(y1, (0, 1, 0, 1)))
+        y3 = self.pw(y2)
+        sc = F.pad(F.max_pool2d(y1, 2, 2), (0, 0, 0, 0, 0, 8))
+        return F.relu(y3 + sc)
+
+
+def grouped_cases():
+    """Grouped/depthwise convolution, TensorFlow SAME padding, channel padding (own seed, so
+    that adding them changed no other fixture)."""
+    torch.manual_seed(11)
+    g = torch.Generator().manual_seed(12)
+    run_case("blaze_block", BlazeBlock(), torch.randn(2, 3, 8, 8, generator=g))
+    run_case("conv_groups", Seq(c=nn.Conv2d(8, 12, 3, 1, 1, groups=4)), torch.randn(2, 8, 5, 5, generator=g))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if sys.argv[1:] == ["grouped"]:
+        return grouped_cases()
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(3)
     r = lambda *s: torch.randn(*s, generator=g)
@@ -364,6 +396,7 @@ def main():
     ce_cases()
     e2e("tiny_resnet", TinyResNet, r(4, 3, 12, 12), torch.tensor([0, 3, 5, 1]))
     e2e("tiny_densenet", TinyDenseNet, r(4, 3, 12, 12), torch.tensor([2, 4, 0, 1]))
+    grouped_cases()
 
 
 if __name__ == "__main__":

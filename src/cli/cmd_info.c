@@ -79,7 +79,8 @@ static void print_layers(const nn_graph *g)
         if (nd->op == NN_OP_CONCAT)
             snprintf(op, sizeof op, "concat(%d)", nd->ninputs);
         else if (nd->op == NN_OP_CONV2D)
-            snprintf(op, sizeof op, "conv%dx%d/%d", nd->attr.conv.kernel, nd->attr.conv.kernel, nd->attr.conv.stride);
+            snprintf(op, sizeof op, "%sconv%dx%d/%d%s", nd->attr.conv.groups > 1 ? "g" : "", nd->attr.conv.kernel,
+                     nd->attr.conv.kernel, nd->attr.conv.stride, nd->attr.conv.pad == NN_PAD_SAME ? "same" : "");
         else if (nd->op == NN_OP_MAXPOOL2D || nd->op == NN_OP_AVGPOOL2D)
             snprintf(op, sizeof op, "%spool%dx%d/%d", nd->op == NN_OP_MAXPOOL2D ? "max" : "avg", nd->attr.pool.kernel,
                      nd->attr.pool.kernel, nd->attr.pool.stride);

@@ -21,6 +21,7 @@ static const char *const op_names[NN_OP_COUNT] = {
     [NN_OP_CONCAT] = "concat",
     [NN_OP_ADD] = "add",
     [NN_OP_DROPOUT] = "dropout",
+    [NN_OP_CHANNEL_PAD] = "channel_pad",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == NN_OP_COUNT, "op_names must cover nn_op");
 
@@ -170,21 +171,38 @@ int nn_input(nn_graph *g, int channels)
 
 int nn_conv2d(nn_graph *g, const char *name, int x, int out_channels, int kernel, int stride, int pad, bool bias)
 {
+    return nn_conv2d_grouped(g, name, x, out_channels, kernel, stride, pad, 1, bias);
+}
+
+int nn_conv2d_grouped(nn_graph *g, const char *name, int x, int out_channels, int kernel, int stride, int pad,
+                      int groups, bool bias)
+{
     int rc = check_named(g, name, NN_OP_CONV2D);
     if (rc) return rc;
     int id = add_node(g, NN_OP_CONV2D, name, &x, 1);
     if (id < 0) return id;
-    if (out_channels <= 0 || kernel <= 0 || stride <= 0 || pad < 0 || pad >= kernel)
-        return fail(g, FERC_ERR_INVALID, "nn: conv2d '%s' has invalid hyper-parameters", name);
     nn_node *n = &g->nodes[id];
-    n->attr.conv = (nn_conv_attr){out_channels, kernel, stride, pad, bias};
-    int64_t wshape[4] = {out_channels, n->channels, kernel, kernel};
+    if (out_channels <= 0 || kernel <= 0 || stride <= 0 || (pad != NN_PAD_SAME && (pad < 0 || pad >= kernel)) ||
+        groups < 1 || n->channels % groups || out_channels % groups)
+        return fail(g, FERC_ERR_INVALID, "nn: conv2d '%s' has invalid hyper-parameters", name);
+    n->attr.conv = (nn_conv_attr){out_channels, kernel, stride, pad, bias, groups};
+    int64_t wshape[4] = {out_channels, n->channels / groups, kernel, kernel};
     n->channels = out_channels;
     if ((rc = add_param(g, id, "weight", NN_PARAM_WEIGHT, 4, wshape))) return rc;
     if (bias) {
         int64_t bshape[1] = {out_channels};
         if ((rc = add_param(g, id, "bias", NN_PARAM_BIAS, 1, bshape))) return rc;
     }
+    return id;
+}
+
+int nn_channel_pad(nn_graph *g, int x, int extra)
+{
+    int id = add_node(g, NN_OP_CHANNEL_PAD, NULL, &x, 1);
+    if (id < 0) return id;
+    if (extra < 1) return fail(g, FERC_ERR_INVALID, "nn: channel pad of %d channels", extra);
+    g->nodes[id].attr.chpad.extra = extra;
+    g->nodes[id].channels += extra;
     return id;
 }
 
@@ -348,6 +366,11 @@ int nn_graph_infer_shapes(nn_graph *g, int n, int c, int h, int w)
         case NN_OP_INPUT: nd->h = h; nd->w = w; break;
         case NN_OP_CONV2D: {
             const nn_conv_attr *a = &nd->attr.conv;
+            if (a->pad == NN_PAD_SAME) {
+                nd->h = (in->h + a->stride - 1) / a->stride;
+                nd->w = (in->w + a->stride - 1) / a->stride;
+                break;
+            }
             nd->h = in->h + 2 * a->pad < a->kernel ? 0 : out_size(in->h, a->kernel, a->stride, a->pad);
             nd->w = in->w + 2 * a->pad < a->kernel ? 0 : out_size(in->w, a->kernel, a->stride, a->pad);
             break;
@@ -399,8 +422,8 @@ double nn_graph_flops(const nn_graph *g)
         const nn_node *nd = &g->nodes[i];
         if (nd->op == NN_OP_CONV2D) {
             const nn_node *in = &g->nodes[nd->inputs[0]];
-            f += 2.0 * nd->n * nd->h * nd->w * (double)nd->channels * in->channels * nd->attr.conv.kernel *
-                 nd->attr.conv.kernel;
+            f += 2.0 * nd->n * nd->h * nd->w * (double)nd->channels * (in->channels / nd->attr.conv.groups) *
+                 nd->attr.conv.kernel * nd->attr.conv.kernel;
         } else if (nd->op == NN_OP_LINEAR) {
             const nn_node *in = &g->nodes[nd->inputs[0]];
             f += 2.0 * nd->n * (double)nd->channels * in->channels;

@@ -41,6 +41,7 @@ typedef enum nn_op {
     NN_OP_CONCAT,           /* along channels */
     NN_OP_ADD,              /* elementwise, same shapes */
     NN_OP_DROPOUT,          /* inverted dropout, seeded */
+    NN_OP_CHANNEL_PAD,      /* (N,C,H,W) -> (N,C+extra,H,W), the new channels zero (tf.pad on C) */
     NN_OP_COUNT
 } nn_op;
 
@@ -74,7 +75,11 @@ static inline bool nn_param_trainable_kind(nn_param_kind k)
     return k == NN_PARAM_WEIGHT || k == NN_PARAM_BIAS;
 }
 
-typedef struct nn_conv_attr { int out_channels, kernel, stride, pad; bool bias; } nn_conv_attr;
+/* pad NN_PAD_SAME: TensorFlow's "SAME" (output ceil(in / stride), the padding split with the
+ * odd pixel at the bottom/right). groups > 1: grouped convolution (groups = in_channels =
+ * out_channels: depthwise), weight (O, I / groups, k, k) as torch's. */
+#define NN_PAD_SAME (-1)
+typedef struct nn_conv_attr { int out_channels, kernel, stride, pad; bool bias; int groups; } nn_conv_attr;
 typedef struct nn_pool_attr { int kernel, stride, pad; bool ceil_mode; bool count_include_pad; } nn_pool_attr;
 
 typedef struct nn_node {
@@ -88,6 +93,7 @@ typedef struct nn_node {
         struct { int out_features; } linear;
         struct { float p; } dropout;
         struct { float eps, momentum; } bn;
+        struct { int extra; } chpad;
     } attr;
     int param_first, param_count; /* range in g->param_table */
     int channels;               /* output channels (known at build time) */
@@ -117,6 +123,12 @@ void nn_graph_destroy(nn_graph *g);
 int nn_input(nn_graph *g, int channels);
 int nn_conv2d(nn_graph *g, const char *name, int x, int out_channels, int kernel, int stride, int pad,
               bool bias);
+/* nn_conv2d with groups and TensorFlow's SAME padding (pad = NN_PAD_SAME) */
+int nn_conv2d_grouped(nn_graph *g, const char *name, int x, int out_channels, int kernel, int stride, int pad,
+                      int groups, bool bias);
+/* Appends `extra` zero channels (TensorFlow's Pad on the channel axis, as BlazeFace uses it to
+ * widen a residual shortcut). */
+int nn_channel_pad(nn_graph *g, int x, int extra);
 int nn_batchnorm2d(nn_graph *g, const char *name, int x);          /* eps 1e-5, momentum 0.1 */
 int nn_relu(nn_graph *g, int x);
 int nn_maxpool2d(nn_graph *g, int x, int kernel, int stride, int pad);

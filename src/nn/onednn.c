@@ -394,6 +394,30 @@ static void dropout_bwd(ond *b, const step *s)
     }
 }
 
+/* Channel pad: m0 = the input (plain NCHW, C channels), m1 = the output (plain, C + extra). */
+static void chpad_fwd(ond *b, const step *s)
+{
+    const nn_node *nd = &b->g->nodes[s->node];
+    const size_t hw = (size_t)nd->h * nd->w, c = (size_t)(nd->channels - nd->attr.chpad.extra), c2 = (size_t)nd->channels;
+    const float *x = mem_ptr(s->m0);
+    float *y = mem_ptr(s->m1);
+    for (int n = 0; n < nd->n; n++) {
+        memcpy(y + n * c2 * hw, x + n * c * hw, c * hw * sizeof(float));
+        memset(y + n * c2 * hw + c * hw, 0, (c2 - c) * hw * sizeof(float));
+    }
+}
+
+/* Its backward: m0 = diff_dst (plain, C + extra), m1 = the input's diff (plain, C): the first C
+ * channels, written (the caller accumulates when the input has other consumers). */
+static void chpad_bwd(ond *b, const step *s)
+{
+    const nn_node *nd = &b->g->nodes[s->node];
+    const size_t hw = (size_t)nd->h * nd->w, c = (size_t)(nd->channels - nd->attr.chpad.extra), c2 = (size_t)nd->channels;
+    const float *dy = mem_ptr(s->m0);
+    float *dx = mem_ptr(s->m1);
+    for (int n = 0; n < nd->n; n++) memcpy(dx + n * c * hw, dy + n * c2 * hw, c * hw * sizeof(float));
+}
+
 /* ---- planning, one function per op ---------------------------------------------------------- */
 
 static const nn_param *node_param(const nn_graph *g, const nn_node *nd, nn_param_kind kind)
@@ -404,9 +428,14 @@ static const nn_param *node_param(const nn_graph *g, const nn_node *nd, nn_param
 }
 
 /* Pads for torch's floor-mode output size; the right pad may come out smaller than the
- * left one (rows that torch never reads). */
+ * left one (rows that torch never reads). p = NN_PAD_SAME: TensorFlow's split of the total,
+ * half on the left/top and the odd pixel on the right/bottom. */
 static void pads(int in, int out, int k, int s, int p, dnnl_dim_t *l, dnnl_dim_t *r)
 {
+    if (p == NN_PAD_SAME) {
+        int total = (out - 1) * s + k - in;
+        p = total > 0 ? total / 2 : 0;
+    }
     *l = p;
     *r = (dnnl_dim_t)(out - 1) * s + k - in - p;
 }
@@ -435,9 +464,12 @@ static int plan_conv(ond *b, int i)
     dnnl_memory_desc_t src_any, wei_any, dst_any, bias_md, wei_user_md;
     md_any(&src_any, nd->n, in->channels, in->h, in->w);
     md_any(&dst_any, nd->n, nd->channels, nd->h, nd->w);
+    /* groups: oneDNN's (G, O/G, I/G, kh, kw), the same bytes as torch's (O, I/G, kh, kw) */
+    const int G = a->groups > 1 ? a->groups : 1;
     dnnl_dims_t wd = {nd->channels, in->channels, a->kernel, a->kernel};
-    dnnl_memory_desc_init_by_tag(&wei_any, 4, wd, dnnl_f32, dnnl_format_tag_any);
-    dnnl_memory_desc_init_by_tag(&wei_user_md, 4, wd, dnnl_f32, dnnl_oihw);
+    dnnl_dims_t wdg = {G, nd->channels / G, in->channels / G, a->kernel, a->kernel};
+    dnnl_memory_desc_init_by_tag(&wei_any, G > 1 ? 5 : 4, G > 1 ? wdg : wd, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&wei_user_md, G > 1 ? 5 : 4, G > 1 ? wdg : wd, dnnl_f32, G > 1 ? dnnl_goihw : dnnl_oihw);
     md_1d(&bias_md, nd->channels);
     dnnl_dims_t strides = {a->stride, a->stride}, pl, pr;
     pads(in->h, nd->h, a->kernel, a->stride, a->pad, &pl[0], &pr[0]);
@@ -985,6 +1017,31 @@ static int plan_add(ond *b, int i)
     return rc;
 }
 
+static int plan_chpad(ond *b, int i)
+{
+    nn_exec *ex = b->ex;
+    const nn_node *nd = &b->g->nodes[i];
+    const int in = nd->inputs[0], c = nd->channels - nd->attr.chpad.extra;
+    ond_node *on = &b->nodes[i], *oin = &b->nodes[in];
+    md_plain(&on->md, nd->n, nd->channels, nd->h, nd->w);
+    CHECK_RC(mk_out(b, i));
+    dnnl_memory_desc_t xplain;
+    md_plain(&xplain, nd->n, c, nd->h, nd->w);
+    dnnl_memory_t x = oin->mem;
+    if (!dnnl_memory_desc_equal(&oin->md, &xplain)) {
+        CHECK_RC(mk_mem(b, &x, &xplain, NULL, i));
+        CHECK_RC(push_reorder(b, &b->fwd_train, oin->mem, x, false, i));
+        CHECK_RC(push_reorder(b, &b->fwd_eval, oin->mem, x, false, i));
+    }
+    CHECK_RC(push_fn(&b->fwd_train, chpad_fwd, i, x, on->mem, NULL));
+    CHECK_RC(push_fn(&b->fwd_eval, chpad_fwd, i, x, on->mem, NULL));
+    if (!ex->needs_grad[in]) return FERC_OK;
+    diff_target t;
+    CHECK_RC(diff_target_for(b, i, in, &xplain, &t));
+    CHECK_RC(push_fn(&b->bwd, chpad_bwd, i, on->diff, t.dst, NULL));
+    return finish_diff(b, i, &t);
+}
+
 static int plan_dropout(ond *b, int i)
 {
     nn_exec *ex = b->ex;
@@ -1055,6 +1112,7 @@ static int plan_node(ond *b, int i)
     case NN_OP_CONCAT: return plan_concat(b, i);
     case NN_OP_ADD: return plan_add(b, i);
     case NN_OP_DROPOUT: return plan_dropout(b, i);
+    case NN_OP_CHANNEL_PAD: return plan_chpad(b, i);
     default: return ferc_set_error(FERC_ERR_UNSUPPORTED, "oneDNN backend: op %s", nn_op_name(b->g->nodes[i].op));
     }
 }
