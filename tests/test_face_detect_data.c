@@ -5,11 +5,13 @@
  * By default the cheaper configurations run (the default frontal cascade at 1.1/3 and
  * 1.3/5/30); FERC_FACE_FULL=1 runs every configuration of the fixture (LBP, trees, tilted,
  * old format, raw hits; about 30 s on this machine). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "face_parity.h"
+#include "face/blazeface.h"
 
 static int config_selected(const char *name)
 {
@@ -97,15 +99,60 @@ int main(void)
         face_cascade_destroy(fc);
     }
 
-    printf("\nprecision/recall vs hand labels (faces/dlib training+testing, IoU >= 0.5, frontalface_default 1.1/3):\n");
-    printf("  %-7s %4s %4s %4s  %9s %7s\n", "", "tp", "fp", "fn", "precision", "recall");
-    const pr_tally *rows[2] = {&ours_pr, &cv_pr};
-    const char *names[2] = {"ferc", "OpenCV"};
-    for (int r = 0; r < 2; r++) {
+    /* the CNN detector (face/blazeface, its default score >= 0.55) on the same photos, in colour */
+    pr_tally bf_pr = {0};
+    int dogs_false = -1;
+    blazeface *bf = NULL;
+    CHECK_OK(blazeface_load(&bf, NULL));
+    double t_bf = time_now();
+    cJSON_ArrayForEach(e, images) {
+        if (!bf) break;
+        const char *rel = cJSON_GetObjectItem(e, "path")->valuestring;
+        const cJSON *lab = cJSON_GetObjectItem(labels, rel);
+        const int is_dogs = strstr(rel, "dogs.jpg") != NULL;
+        if (!lab && !is_dogs) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", data, rel);
+        image rgb;
+        if (image_load(&rgb, path, IMAGE_MODE_RGB, 1)) {
+            CHECK(0, "%s: %s", path, ferc_last_error());
+            continue;
+        }
+        blazeface_det *d = NULL;
+        int nd = 0;
+        CHECK_OK(blazeface_detect(bf, &rgb, NULL, &d, &nd));
+        int *boxes = malloc(sizeof(int) * 4 * (size_t)(nd ? nd : 1));
+        for (int k = 0; boxes && k < nd; k++) {
+            boxes[4 * k] = (int)lroundf(d[k].x0), boxes[4 * k + 1] = (int)lroundf(d[k].y0);
+            boxes[4 * k + 2] = (int)lroundf(d[k].x1 - d[k].x0), boxes[4 * k + 3] = (int)lroundf(d[k].y1 - d[k].y0);
+        }
+        if (lab && boxes) pr_add(&bf_pr, boxes, nd, lab);
+        if (is_dogs) dogs_false = nd; /* no person in it: every detection is false */
+        free(boxes);
+        free(d);
+        image_free(&rgb);
+    }
+    t_bf = time_now() - t_bf;
+    blazeface_destroy(bf);
+
+    printf("\nprecision/recall vs hand labels (faces/dlib training+testing, IoU >= 0.5; Haar: frontalface_default 1.1/3):\n");
+    printf("  %-9s %4s %4s %4s  %9s %7s\n", "", "tp", "fp", "fn", "precision", "recall");
+    const pr_tally *rows[3] = {&ours_pr, &cv_pr, &bf_pr};
+    const char *names[3] = {"ferc Haar", "OpenCV", "BlazeFace"};
+    for (int r = 0; r < 3; r++) {
         const pr_tally *t = rows[r];
         double prec = t->tp + t->fp ? (double)t->tp / (t->tp + t->fp) : 0.0;
         double rec = t->tp + t->fn ? (double)t->tp / (t->tp + t->fn) : 0.0;
-        printf("  %-7s %4d %4d %4d  %9.3f %7.3f\n", names[r], t->tp, t->fp, t->fn, prec, rec);
+        printf("  %-9s %4d %4d %4d  %9.3f %7.3f\n", names[r], t->tp, t->fp, t->fn, prec, rec);
+    }
+    printf("  BlazeFace (score >= 0.55): %d false detections on dogs.jpg; %.2f s for the photos\n", dogs_false, t_bf);
+    {
+        const pr_tally *t = &bf_pr;
+        double prec = t->tp + t->fp ? (double)t->tp / (t->tp + t->fp) : 0.0;
+        double rec = t->tp + t->fn ? (double)t->tp / (t->tp + t->fn) : 0.0;
+        CHECK(t->tp + t->fn == 43, "BlazeFace: 43 labelled faces, got %d", t->tp + t->fn);
+        CHECK(rec >= 0.95 && prec >= 0.95, "BlazeFace targets: recall %.3f, precision %.3f (both >= 0.95)", rec, prec);
+        CHECK(dogs_false >= 0 && dogs_false <= 1, "BlazeFace: %d false detections on dogs.jpg (at most 1)", dogs_false);
     }
     CHECK(ours_pr.tp + ours_pr.fn == 43, "expected 43 labelled faces, got %d", ours_pr.tp + ours_pr.fn);
     CHECK(ours_pr.tp >= cv_pr.tp - 1, "ferc finds fewer labelled faces than OpenCV (%d vs %d)", ours_pr.tp, cv_pr.tp);
