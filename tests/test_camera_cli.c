@@ -143,7 +143,7 @@ int main(void)
     /* image folder: the photo and a blank picture (no face) */
     CHECK(test_sh("mkdir -p %s/imgs && cp " PHOTO " %s/imgs/1.jpg && ffmpeg -v error -y -f lavfi -i color=gray:size=64x48 -frames:v 1 %s/imgs/2.png",
              dir, dir, dir) == 0);
-    snprintf(cmd, sizeof cmd, "%s camera --model %s --images %s/imgs --jsonl --full 2>/dev/null", bin, model, dir);
+    snprintf(cmd, sizeof cmd, "%s camera --model %s --images %s/imgs --jsonl --detector haar --full 2>/dev/null", bin, model, dir);
     rc = test_capture(cmd, &out);
     CHECK(rc == 0, "exit status %d", rc);
     lines = out ? check_jsonl(out, 0, 0, &faces, &ids, 1) : 0;

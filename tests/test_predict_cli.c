@@ -63,17 +63,34 @@ static void make_blank(void)
     image_free(&img);
 }
 
+/* The face's box on the photo: BlazeFace's (the default detector), turned into Haar's framing
+ * (face/recognize.h), or, with --detector haar, OpenCV's detectMultiScale defaults. */
+static const int cnn_box[4] = {39, 152, 525, 525}, haar_box[4] = {49, 206, 457, 457};
+static int haar_run; /* the JSON being checked comes from --detector haar */
+
 /* Checks one face object of the JSON output. */
 static void check_face(const cJSON *f)
 {
     const cJSON *box = cJSON_GetObjectItemCaseSensitive(f, "box"), *lab = cJSON_GetObjectItemCaseSensitive(f, "label"),
                 *conf = cJSON_GetObjectItemCaseSensitive(f, "confidence"),
                 *pr = cJSON_GetObjectItemCaseSensitive(f, "probabilities"), *lg = cJSON_GetObjectItemCaseSensitive(f, "logits");
-    static const int want_box[4] = {49, 206, 457, 457}; /* OpenCV's detectMultiScale defaults */
+    const int *want_box = haar_run ? haar_box : cnn_box;
     CHECK(cJSON_IsArray(box) && cJSON_GetArraySize(box) == 4, "box");
     for (int q = 0; q < 4 && cJSON_IsArray(box); q++) {
         const cJSON *v = cJSON_GetArrayItem(box, q);
-        CHECK(cJSON_IsNumber(v) && v->valueint == want_box[q], "box[%d] = %d, want %d", q, cJSON_IsNumber(v) ? v->valueint : -1, want_box[q]);
+        /* Haar's boxes are exact (OpenCV parity); the CNN's within 2 pixels (float, and libm) */
+        const int tol = haar_run ? 0 : 2, got = cJSON_IsNumber(v) ? v->valueint : -1000;
+        CHECK(abs(got - want_box[q]) <= tol, "box[%d] = %d, want %d", q, got, want_box[q]);
+    }
+    const cJSON *ds = cJSON_GetObjectItemCaseSensitive(f, "detection_score"), *eyes = cJSON_GetObjectItemCaseSensitive(f, "eyes");
+    if (haar_run) {
+        CHECK(!ds && !eyes, "Haar gives no detection score and no eyes");
+    } else {
+        CHECK(cJSON_IsNumber(ds) && ds->valuedouble >= 0.55 && ds->valuedouble <= 1, "detection_score");
+        const cJSON *re = cJSON_GetObjectItemCaseSensitive(eyes, "right"), *le = cJSON_GetObjectItemCaseSensitive(eyes, "left");
+        CHECK(cJSON_GetArraySize(re) == 2 && cJSON_GetArraySize(le) == 2 &&
+                  cJSON_GetArrayItem(re, 0)->valuedouble < cJSON_GetArrayItem(le, 0)->valuedouble,
+              "eyes: the subject's right eye left of the left one");
     }
     CHECK(cJSON_IsObject(pr) && cJSON_GetArraySize(pr) == 6, "6 probabilities");
     CHECK(cJSON_IsArray(lg) && cJSON_GetArraySize(lg) == 6, "6 logits");
@@ -164,7 +181,7 @@ int main(void)
     free(err);
 
     /* text: size, box, label with confidence, top K; annotated into one file */
-    rc = predict(&out, "--model %s --top 2 " PHOTO " --annotate %s/one.png", model, dir);
+    rc = predict(&out, "--model %s --detector haar --top 2 " PHOTO " --annotate %s/one.png", model, dir);
     printf("text:\n%s", out ? out : "");
     CHECK(rc == 0, "exit status %d", rc);
     CHECK(out && strstr(out, "565x800, 1 face\n") && strstr(out, "x 49 y 206 w 457 h 457") && strstr(out, "top 2: "),
@@ -172,6 +189,20 @@ int main(void)
     free(out);
     snprintf(path, sizeof path, "%s/one.png", dir);
     check_decodes(path, 565, 800);
+    /* --detector haar in JSON: OpenCV's box, no detection score */
+    rc = predict(&out, "--model %s --detector haar --json " PHOTO, model);
+    CHECK(rc == 0, "exit status %d", rc);
+    j = out ? cJSON_Parse(out) : NULL;
+    haar_run = 1;
+    CHECK(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 1 && check_image(cJSON_GetArrayItem(j, 0), PHOTO, 565, 800) == 1,
+          "--detector haar --json");
+    haar_run = 0;
+    cJSON_Delete(j);
+    free(out);
+    rc = predict(&out, "--model %s --detector fancy " PHOTO, model);
+    CHECK(rc == 2, "an unknown detector is a usage error (%d)", rc);
+    free(out);
+
     rc = predict(&out, "--model %s %s", model, blank);
     CHECK(rc == 0 && out && strstr(out, "no face found"), "blank image in text: %d %s", rc, out ? out : "");
     free(out);

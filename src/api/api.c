@@ -76,16 +76,35 @@ const char *ferc_default_model_path(void)
     return NULL;
 }
 
-int ferc_recognizer_create(ferc_recognizer **out, const char *model_path, const char *cascade_path)
+void ferc_recognizer_options_default(ferc_recognizer_options *o)
+{
+    blazeface_params bp;
+    blazeface_params_default(&bp);
+    *o = (ferc_recognizer_options){.detector = FERC_DETECTOR_BLAZEFACE, .tta = FERC_TTA_FLIP, .min_score = bp.min_score};
+}
+
+int ferc_recognizer_create_with(ferc_recognizer **out, const ferc_recognizer_options *o)
 {
     *out = NULL;
+    ferc_recognizer_options def;
+    if (!o) ferc_recognizer_options_default(&def), o = &def;
+    const char *model_path = o->model;
     if (!model_path && !(model_path = ferc_default_model_path()))
         return ferc_set_error(FERC_ERR_NOT_FOUND,
                               "no model given and the default model (%s) was not found; set FERC_MODEL or pass a path",
                               FERC_DEFAULT_MODEL);
+    if (o->detector != FERC_DETECTOR_BLAZEFACE && o->detector != FERC_DETECTOR_HAAR)
+        return ferc_set_error(FERC_ERR_INVALID, "unknown detector %d", (int)o->detector);
+    if (!(o->min_score > 0 && o->min_score < 1))
+        return ferc_set_error(FERC_ERR_INVALID, "min_score must be in (0, 1) (got %g)", (double)o->min_score);
+    face_recog_params p;
+    face_recog_params_default(&p);
+    p.detector = o->detector == FERC_DETECTOR_HAAR ? FACE_DETECTOR_HAAR : FACE_DETECTOR_BLAZEFACE;
+    p.blazeface.min_score = o->min_score;
+    p.tta = (classify_tta)o->tta;
     ferc_recognizer *r = calloc(1, sizeof *r);
     if (!r) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
-    int rc = face_recognizer_create(&r->r, model_path, cascade_path, NULL);
+    int rc = face_recognizer_create(&r->r, model_path, o->detector_file, &p);
     if (!rc && face_recognizer_num_classes(r->r) > FERC_MAX_CLASSES)
         rc = ferc_set_error(FERC_ERR_UNSUPPORTED, "%s: %d classes; the public API carries at most %d", model_path,
                             face_recognizer_num_classes(r->r), FERC_MAX_CLASSES);
@@ -95,6 +114,18 @@ int ferc_recognizer_create(ferc_recognizer **out, const char *model_path, const 
     }
     *out = r;
     return FERC_OK;
+}
+
+int ferc_recognizer_create(ferc_recognizer **out, const char *model_path, const char *cascade_path)
+{
+    ferc_recognizer_options o;
+    ferc_recognizer_options_default(&o);
+    o.model = model_path;
+    if (cascade_path) {
+        o.detector = FERC_DETECTOR_HAAR;
+        o.detector_file = cascade_path;
+    }
+    return ferc_recognizer_create_with(out, &o);
 }
 
 void ferc_recognizer_destroy(ferc_recognizer *r)

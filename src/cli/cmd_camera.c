@@ -2,13 +2,14 @@
  * detect the faces, classify them (one batch per frame), track them (stable ids, smoothed
  * probabilities) and print JSON lines, write an annotated video and/or show a window.
  *
- * Speed defaults (video needs >= 30 frames/s on 2 cores): detection runs on the frame resized
- * by 0.75 (--detect-scale; the frontal cascade's 24-pixel window then finds faces from 32
- * pixels of the full frame) on every 2nd frame (--detect-every); on the frames in between the
- * faces of the last frame are classified again at their tracked boxes. On the shared Hamilton
- * clip this finds a face on 185 of 275 frames (full-resolution detection on every frame: 204,
- * half resolution: 152) at about twice the full setting's speed. --full --detect-every 1 gives
- * OpenCV's detection on every full frame.
+ * Detection: the CNN (BlazeFace, the default) runs on every frame: 6.4 ms per 640x360 frame,
+ * and on the shared Hamilton clip it finds a face on 233 of 275 frames at about 100 frames/s
+ * end to end. With --detector haar the speed defaults are: detection on the frame resized by
+ * 0.75 (--detect-scale; the frontal cascade's 24-pixel window then finds faces from 32 pixels
+ * of the full frame) on every 2nd frame (--detect-every); on the frames in between the faces
+ * of the last frame are classified again at their tracked boxes. On the clip this finds a face
+ * on 185 of 275 frames (full-resolution Haar on every frame: 204). --full --detect-every 1
+ * gives OpenCV's detection on every full frame.
  *
  * JSON lines (--jsonl), one object per frame:
  *   {"frame": I, "time": SECONDS, "width": W, "height": H, "detected": BOOL, ["image": PATH,]
@@ -53,13 +54,15 @@ static void usage(FILE *out)
             "                       (0, 1]; 1 = no smoothing (default 0.3)\n"
             "  --detect-scale S     detect on the frame resized by S in (0, 1] (default 0.75)\n"
             "  --detect-every N     run the detector on every Nth frame, track in between\n"
-            "                       (default 2; 1 for --images)\n"
+            "                       (default 1; 2 with --detector haar on video)\n"
             "  --full               full-resolution detection, as OpenCV on the frame (--detect-scale 1)\n"
-            "  --cascade FILE       cascade XML (default %s)\n"
+            "  --detector D         blazeface (the CNN, default: finds tilted and turned faces) or haar\n"
+            "                       (OpenCV's cascade; --detect-scale and the cascade options are its)\n"
+            "  --cascade FILE       cascade XML (default %s); with --detector blazeface its model file\n"
             "  --scale-factor F     pyramid step (default 1.1)\n"
             "  --min-neighbors N    default 3\n"
             "  --min-size N         smallest face side in frame pixels (default 0)\n"
-            "  --margin M           crop margin per side as a fraction of the box (default 0.1)\n"
+            "  --margin M           crop margin per side as a fraction of the box (default 0.02: FER's framing)\n"
             "  --tta MODE           flip (default: each face as given and mirrored, probabilities\n"
             "                       averaged), none, or tencrop (10 views per face)\n"
             "  --memory N           frames a track survives without a detection (default 10)\n"
@@ -98,7 +101,8 @@ static int parse_args(int argc, char **argv, opts *o)
     static const char *const with_value[] = {"--model", "--device", "--video", "--images", "--output", "--cascade",
                                              "--max-frames", "--smooth", "--detect-scale", "--detect-every",
                                              "--scale-factor", "--min-neighbors", "--min-size", "--margin",
-                                             "--memory", "--size", "--pixfmt", "--fps", "--threads", "--tta"};
+                                             "--memory", "--size", "--pixfmt", "--fps", "--threads", "--tta",
+                                             "--detector"};
     int full = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -140,6 +144,8 @@ static int parse_args(int argc, char **argv, opts *o)
             o->rp.detect.min_w = o->rp.detect.min_h = n;
         } else if (!strcmp(a, "--tta")) {
             if (classify_tta_parse(v, &o->rp.tta)) return cli_usage_error("camera", "--tta must be none, flip or tencrop (got '%s')", v);
+        } else if (!strcmp(a, "--detector")) {
+            if (face_detector_parse(v, &o->rp.detector)) return cli_usage_error("camera", "--detector must be haar or blazeface (got '%s')", v);
         } else if (!strcmp(a, "--margin")) {
             if (cli_parse_double(v, 0, 2, &d)) return cli_usage_error("camera", "--margin must be in [0, 2] (got '%s')", v);
             o->rp.margin = (float)d;
@@ -165,7 +171,7 @@ static int parse_args(int argc, char **argv, opts *o)
     if (!!o->device + !!o->video + !!o->images > 1) return cli_usage_error("camera", "choose one source: --device, --video or --images");
     if (!o->video && !o->images && !o->device) o->device = "/dev/video0";
     /* the images of a folder are unrelated pictures: detect on each unless told otherwise */
-    if (!o->detect_every) o->detect_every = o->images ? 1 : 2;
+    if (!o->detect_every) o->detect_every = o->images || o->rp.detector == FACE_DETECTOR_BLAZEFACE ? 1 : 2;
     return CLI_OK;
 }
 
@@ -239,7 +245,8 @@ static void print_json_line(run_state *s, const video_frame *f)
     for (int i = 0; i < res->n; i++) {
         const size_t o = (size_t)i * k;
         face_json_face face = {.box = &res->boxes[i], .id = res->ids[i], .probs = res->smoothed + o,
-                               .raw_probs = res->probs + o, .logits = res->logits + o};
+                               .raw_probs = res->probs + o, .logits = res->logits + o,
+                               .det = res->dets ? &res->dets[i] : NULL};
         if (i) fputs(", ", out);
         face_json_write(out, face_recognizer_class_names(s->r), k, &face);
     }
@@ -307,7 +314,10 @@ static void print_stats(const run_state *s, double wall)
     const double n = s->frames > 0 ? (double)s->frames : 1;
     fprintf(stderr, "stats: %lld frames in %.2f s = %.1f frames/s end to end; %lld faces, detector run on %lld frames\n",
             s->frames, wall, s->frames / fmax(wall, 1e-9), s->faces, s->detections);
-    fprintf(stderr, "stats: detection at scale %g every %d frame(s); ms per frame:", s->o->rp.detect_scale, s->o->detect_every);
+    if (s->o->rp.detector == FACE_DETECTOR_BLAZEFACE)
+        fprintf(stderr, "stats: detection by blazeface every %d frame(s); ms per frame:", s->o->detect_every);
+    else
+        fprintf(stderr, "stats: detection at scale %g every %d frame(s); ms per frame:", s->o->rp.detect_scale, s->o->detect_every);
     double sum = 0;
     for (int i = 0; i < ST_COUNT; i++) {
         if (s->stage[i] == 0) continue;

@@ -29,7 +29,7 @@ static void usage(void)
 {
     printf("usage: ferc predict [--model MODEL] [options] IMAGE...\n"
            "       ferc predict [--model MODEL] --no-detect [--json] [--batch B] IMAGE...\n\n"
-           "Finds the faces in each image (Viola-Jones cascade, as ferc detect) and classifies the\n"
+           "Finds the faces in each image (BlazeFace, or --detector haar) and classifies the\n"
            "expression of each: the face is cropped with a margin, made gray, resized to the model's\n"
            "input size and normalized with the model's mean/std; all faces of an image go through\n"
            "the network in one batch. An image without a face says so (exit status 0).\n\n"
@@ -50,8 +50,12 @@ static void usage(void)
            "  --annotate OUT  write the images with each face's box, label and confidence drawn:\n"
            "                  OUT is a file for one image, a folder (created) for several;\n"
            "                  .png or .jpg by name\n"
-           "  --cascade FILE  cascade XML (default %s)\n"
-           "  --margin F      crop margin per side as a fraction of the box, in [0, 2] (default 0.1)\n"
+           "  --detector D    blazeface (the CNN, default: finds tilted and turned faces; its\n"
+           "                  detection score and eye keypoints are added to the JSON) or haar\n"
+           "                  (Viola-Jones, as OpenCV's detectMultiScale)\n"
+           "  --cascade FILE  cascade XML (default %s); with --detector blazeface its model file\n"
+           "  --margin F      crop margin per side as a fraction of the box, in [0, 2] (default 0.02:\n"
+           "                  FER's framing, see bench/bench_framing)\n"
            "  --tta MODE      test-time augmentation: the network sees each face as given and\n"
            "                  mirrored and the probabilities are averaged (flip, the default),\n"
            "                  ten crops and their mirrors (tencrop, 10x the work), or once (none)\n"
@@ -160,6 +164,7 @@ typedef struct face_opts {
     int top;
     float margin; /* < 0: the recognizer's default */
     classify_tta tta;
+    face_detector_kind detector;
 } face_opts;
 
 /* Reports a failure on an image, naming it once. */
@@ -169,9 +174,9 @@ static void fail_on(const char *path)
 }
 
 static void print_face_json(FILE *out, const face_recognizer *r, const face_box *b, const float *logits,
-                            const float *probs, bool first)
+                            const float *probs, const blazeface_det *det, bool first)
 {
-    face_json_face f = {.box = b, .id = -1, .probs = probs, .logits = logits};
+    face_json_face f = {.box = b, .id = -1, .probs = probs, .logits = logits, .det = det};
     fputs(first ? "\n    " : ",\n    ", out);
     face_json_write(out, face_recognizer_class_names(r), face_recognizer_num_classes(r), &f);
 }
@@ -290,6 +295,7 @@ static int predict_faces(const face_opts *o, const char **paths, int npaths)
     face_recog_params_default(&p);
     if (o->margin >= 0) p.margin = o->margin;
     p.tta = o->tta;
+    p.detector = o->detector;
     face_recognizer *r = NULL;
     if (face_recognizer_create(&r, o->model, o->cascade, &p)) return cli_fail(NULL);
     const int k = face_recognizer_num_classes(r);
@@ -322,8 +328,11 @@ static int predict_faces(const face_opts *o, const char **paths, int npaths)
             fprintf(stdout, "%s\n  {\"image\": ", first ? "" : ",");
             face_json_string(stdout, paths[i]);
             fprintf(stdout, ", \"width\": %d, \"height\": %d, \"faces\": [", img.width, img.height);
+            int nd;
+            const blazeface_det *dets = face_recognizer_last_detections(r, &nd);
             for (int f = 0; f < n; f++)
-                print_face_json(stdout, r, &boxes[f], logits + (size_t)f * k, probs + (size_t)f * k, f == 0);
+                print_face_json(stdout, r, &boxes[f], logits + (size_t)f * k, probs + (size_t)f * k,
+                                dets && nd == n ? &dets[f] : NULL, f == 0);
             fputs(n ? "\n  ]}" : "]}", stdout);
         } else {
             printf("%s: %dx%d, ", paths[i], img.width, img.height);
@@ -358,8 +367,8 @@ int cmd_predict(int argc, char **argv)
         usage();
         return CLI_OK;
     }
-    face_opts o = {.top = DEFAULT_TOP, .margin = -1, .tta = CLASSIFY_TTA_FLIP};
-    bool no_detect = false, top_given = false;
+    face_opts o = {.top = DEFAULT_TOP, .margin = -1, .tta = CLASSIFY_TTA_FLIP, .detector = FACE_DETECTOR_BLAZEFACE};
+    bool no_detect = false, top_given = false, detector_given = false;
     int batch = DEFAULT_BATCH;
     const char **paths = calloc((size_t)argc, sizeof *paths);
     int npaths = 0;
@@ -373,7 +382,7 @@ int cmd_predict(int argc, char **argv)
         if (!strcmp(a, "--json")) o.json = true;
         else if (!strcmp(a, "--no-detect")) no_detect = true;
         else if (!strcmp(a, "--model") || !strcmp(a, "--batch") || !strcmp(a, "--top") || !strcmp(a, "--annotate") ||
-                 !strcmp(a, "--cascade") || !strcmp(a, "--margin") || !strcmp(a, "--tta")) {
+                 !strcmp(a, "--cascade") || !strcmp(a, "--margin") || !strcmp(a, "--tta") || !strcmp(a, "--detector")) {
             if (i + 1 >= argc) {
                 rc = cli_usage_error("predict", "%s needs a value", a);
                 break;
@@ -387,6 +396,9 @@ int cmd_predict(int argc, char **argv)
                 o.cascade = v;
             } else if (!strcmp(a, "--tta")) {
                 if (classify_tta_parse(v, &o.tta)) rc = cli_usage_error("predict", "--tta must be none, flip or tencrop, not '%s'", v);
+            } else if (!strcmp(a, "--detector")) {
+                if (face_detector_parse(v, &o.detector)) rc = cli_usage_error("predict", "--detector must be haar or blazeface, not '%s'", v);
+                detector_given = true;
             } else if (!strcmp(a, "--margin")) {
                 double m;
                 if (cli_parse_double(v, 0, 2, &m)) rc = cli_usage_error("predict", "--margin must be a number in [0, 2], not '%s'", v);
@@ -406,8 +418,8 @@ int cmd_predict(int argc, char **argv)
     if (rc == CLI_OK && !o.model && !(o.model = ferc_default_model_path()))
         rc = cli_usage_error("predict", "no --model given and the default model is not installed (set FERC_MODEL)");
     if (rc == CLI_OK && !npaths) rc = cli_usage_error("predict", "no images given");
-    if (rc == CLI_OK && no_detect && (o.annotate || o.cascade || o.margin >= 0 || top_given))
-        rc = cli_usage_error("predict", "--annotate, --cascade, --margin and --top need face detection (not with --no-detect)");
+    if (rc == CLI_OK && no_detect && (o.annotate || o.cascade || o.margin >= 0 || top_given || detector_given))
+        rc = cli_usage_error("predict", "--annotate, --cascade, --detector, --margin and --top need face detection (not with --no-detect)");
     if (rc == CLI_OK) rc = no_detect ? predict_whole_images(o.model, paths, npaths, o.json, batch, o.tta) : predict_faces(&o, paths, npaths);
     free(paths);
     return rc;

@@ -27,7 +27,8 @@ static void usage(FILE *out)
             "  --timeout S         close connections idle for S seconds (default 10)\n"
             "  --sessions N        tracking sessions kept, least recently used dropped (default 64)\n"
             "  --tta MODE          flip (default), none or tencrop\n"
-            "  --cascade FILE      face detector cascade XML\n"
+            "  --detector D        blazeface (the CNN face detector, default) or haar (OpenCV's cascade)\n"
+            "  --cascade FILE      face detector cascade XML (with --detector blazeface: its model file)\n"
             "  --quiet             no line per request on stderr\n"
             "Ctrl-C (SIGINT) or SIGTERM finishes the requests in flight and exits 0.\n");
 }
@@ -76,7 +77,7 @@ int cmd_serve(int argc, char **argv)
     p.token = getenv("FERC_TOKEN");
     if (p.token && !*p.token) p.token = NULL;
     static const char *const with_value[] = {"--model", "--host", "--port", "--threads", "--token", "--max-body",
-                                             "--max-pixels", "--timeout", "--sessions", "--tta", "--cascade"};
+                                             "--max-pixels", "--timeout", "--sessions", "--tta", "--cascade", "--detector"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         for (size_t j = 0; j < sizeof with_value / sizeof *with_value; j++)
@@ -107,6 +108,8 @@ int cmd_serve(int argc, char **argv)
             if (cli_parse_int(v, 1, 100000, &p.max_sessions)) return cli_usage_error("serve", "--sessions must be in [1, 100000] (got '%s')", v);
         } else if (!strcmp(a, "--tta")) {
             if (classify_tta_parse(v, &p.tta)) return cli_usage_error("serve", "--tta must be none, flip or tencrop (got '%s')", v);
+        } else if (!strcmp(a, "--detector")) {
+            if (face_detector_parse(v, &p.detector)) return cli_usage_error("serve", "--detector must be haar or blazeface (got '%s')", v);
         } else if (!v) return cli_usage_error("serve", "unknown option '%s'", a);
     }
     struct sigaction sa;

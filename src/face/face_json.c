@@ -60,5 +60,18 @@ void face_json_write(FILE *out, const char *const *names, int k, const face_json
         }
         fputc(']', out);
     }
+    if (f->det) { /* keypoints 0 and 1: the subject's right and left eye */
+        fputs(", \"detection_score\": ", out);
+        face_json_number(out, f->det->score);
+        fputs(", \"eyes\": {\"right\": [", out);
+        face_json_number(out, f->det->kp[0][0]);
+        fputs(", ", out);
+        face_json_number(out, f->det->kp[0][1]);
+        fputs("], \"left\": [", out);
+        face_json_number(out, f->det->kp[1][0]);
+        fputs(", ", out);
+        face_json_number(out, f->det->kp[1][1]);
+        fputs("]}", out);
+    }
     fputc('}', out);
 }

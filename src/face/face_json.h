@@ -20,6 +20,7 @@
 
 #include <stdio.h>
 
+#include "face/blazeface.h"
 #include "face/cascade.h"
 
 typedef struct face_json_face {
@@ -28,6 +29,7 @@ typedef struct face_json_face {
     const float *probs;     /* K probabilities the label comes from */
     const float *raw_probs; /* K, or NULL: no raw_label / raw_probabilities */
     const float *logits;    /* K, or NULL: no logits */
+    const blazeface_det *det; /* the CNN detector's detection of this face, or NULL */
 } face_json_face;
 
 /* A JSON string literal of s (quotes and escapes). */

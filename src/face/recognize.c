@@ -15,6 +15,10 @@ struct face_recognizer {
     face_recognizer *base;     /* NULL: owns g, fc, meta, names; else borrows them from base */
     pthread_mutex_t plan_lock; /* the base's: planning writes the graph's shapes */
     face_cascade *fc;
+    blazeface *bf;             /* the CNN detector: every recognizer has its own (plans, buffers) */
+    char *bf_path;             /* its file, for face_recognizer_share */
+    blazeface_det *dets;       /* the CNN's detections of the last call */
+    int ndets;
     face_recog_params p;
     nn_graph *g;
     models_meta meta;
@@ -28,11 +32,23 @@ struct face_recognizer {
     size_t gray_cap, small_cap;
 };
 
+int face_detector_parse(const char *s, face_detector_kind *k)
+{
+    if (s && !strcmp(s, "haar")) *k = FACE_DETECTOR_HAAR;
+    else if (s && !strcmp(s, "blazeface")) *k = FACE_DETECTOR_BLAZEFACE;
+    else return ferc_set_error(FERC_ERR_INVALID, "unknown face detector '%s' (haar or blazeface)", s ? s : "");
+    return FERC_OK;
+}
+
+const char *face_detector_name(face_detector_kind k) { return k == FACE_DETECTOR_BLAZEFACE ? "blazeface" : "haar"; }
+
 void face_recog_params_default(face_recog_params *p)
 {
+    p->detector = FACE_DETECTOR_BLAZEFACE;
+    blazeface_params_default(&p->blazeface);
     face_detect_params_default(&p->detect);
     p->detect_scale = 1.0;
-    p->margin = 0.1f;
+    p->margin = FACE_DEFAULT_MARGIN;
     p->max_batch = 16;
     p->tta = CLASSIFY_TTA_FLIP;
 }
@@ -46,6 +62,9 @@ void face_recognizer_destroy(face_recognizer *r)
     free_buffers(r);
     free(r->gray);
     free(r->small);
+    blazeface_destroy(r->bf);
+    free(r->dets);
+    free(r->bf_path);
     if (r->base) {
         free(r);
         return;
@@ -143,7 +162,12 @@ int face_recognizer_create(face_recognizer **out, const char *model_path, const 
         r->names[i] = strdup(r->meta.class_names ? r->meta.class_names[i] : num);
         if (!r->names[i]) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     }
-    if (!rc) rc = face_cascade_load(&r->fc, cascade_path);
+    if (!rc && p->detector == FACE_DETECTOR_BLAZEFACE) {
+        if (!(rc = blazeface_load(&r->bf, cascade_path)) && cascade_path && !(r->bf_path = strdup(cascade_path)))
+            rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    } else if (!rc) {
+        rc = face_cascade_load(&r->fc, cascade_path);
+    }
     if (rc) {
         face_recognizer_destroy(r);
         return rc;
@@ -165,6 +189,7 @@ int face_recognizer_share(face_recognizer **out, face_recognizer *base)
     r->names = owner->names;
     r->p = base->p;
     int rc = set_buffers(r, base->p.tta);
+    if (!rc && owner->bf) rc = blazeface_load(&r->bf, owner->bf_path);
     if (rc) {
         face_recognizer_destroy(r);
         return rc;
@@ -200,12 +225,41 @@ static int grow(uint8_t **buf, size_t *cap, size_t need)
     return FERC_OK;
 }
 
+const blazeface_det *face_recognizer_last_detections(const face_recognizer *r, int *n)
+{
+    *n = r->ndets;
+    return r->dets;
+}
+
+/* The CNN: its boxes, turned into Haar's framing. */
+static int detect_cnn(face_recognizer *r, const image *img, face_box **boxes, int *n)
+{
+    free(r->dets);
+    r->dets = NULL;
+    r->ndets = 0;
+    int rc = blazeface_detect(r->bf, img, &r->p.blazeface, &r->dets, &r->ndets);
+    if (rc || !r->ndets) return rc;
+    face_box *b = malloc((size_t)r->ndets * sizeof *b);
+    if (!b) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < r->ndets; i++) {
+        const blazeface_det *d = &r->dets[i];
+        const float side = fmaxf(d->x1 - d->x0, d->y1 - d->y0), s = FACE_BLAZEFACE_SIDE * side;
+        const float cx = 0.5f * (d->x0 + d->x1), cy = 0.5f * (d->y0 + d->y1) + FACE_BLAZEFACE_SHIFT_Y * side;
+        const int w = (int)lroundf(s) > 1 ? (int)lroundf(s) : 1;
+        b[i] = (face_box){(int)lroundf(cx - 0.5f * s), (int)lroundf(cy - 0.5f * s), w, w};
+    }
+    *boxes = b;
+    *n = r->ndets;
+    return FERC_OK;
+}
+
 int face_recognizer_detect(face_recognizer *r, const image *img, face_box **boxes, int *n)
 {
     *boxes = NULL;
     *n = 0;
     if (!img || !img->data || img->width <= 0 || img->height <= 0)
         return ferc_set_error(FERC_ERR_INVALID, "detect: empty image");
+    if (r->bf) return detect_cnn(r, img, boxes, n);
     const int w = img->width, h = img->height;
     int rc;
     const uint8_t *gray;

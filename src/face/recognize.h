@@ -28,12 +28,35 @@
 #ifndef FERC_FACE_RECOGNIZE_H
 #define FERC_FACE_RECOGNIZE_H
 
+#include "face/blazeface.h"
 #include "face/cascade.h"
 #include "image/image.h"
 #include "models/classify.h"
 #include "models/models.h"
 
+/* Which detector finds the faces: Viola-Jones (OpenCV's Haar cascade, as OpenCV) or the CNN
+ * (face/blazeface).
+ *
+ * Framing: the classifier was trained on FER's crops, so a face must be cropped as FER cropped
+ * it. bench/bench_framing measures where FER's crop lies relative to each detector's box (FER
+ * faces upscaled onto a black canvas and found again; medians over training rows): it is
+ * Haar's box x 1.043 (hence the default margin of 0.02 per side), and BlazeFace's box x 1.122
+ * with its centre 0.072 sides higher. A BlazeFace box is therefore turned into the box Haar
+ * would give: a square of FACE_BLAZEFACE_SIDE x its longer side, centred FACE_BLAZEFACE_SHIFT_Y
+ * x that side below (negative: above) its centre; the margin then gives FER's framing for
+ * both. On the validation faces that Haar finds, this framing gets 66.4% right where the
+ * former 0.1 margin got 61.4% (bench_framing's table in docs/DESIGN.md). */
+typedef enum face_detector_kind { FACE_DETECTOR_HAAR = 0, FACE_DETECTOR_BLAZEFACE = 1 } face_detector_kind;
+/* "haar", "blazeface"; FERC_ERR_INVALID with a message otherwise. */
+int face_detector_parse(const char *s, face_detector_kind *k);
+const char *face_detector_name(face_detector_kind k);
+#define FACE_BLAZEFACE_SIDE 1.076f     /* 1.122 / 1.043 */
+#define FACE_BLAZEFACE_SHIFT_Y (-0.081f) /* -0.072 - 0.008 * 1.076 */
+#define FACE_DEFAULT_MARGIN 0.02f        /* (1.043 - 1) / 2, rounded */
+
 typedef struct face_recog_params {
+    face_detector_kind detector;   /* default FACE_DETECTOR_BLAZEFACE */
+    blazeface_params blazeface;    /* the CNN's score threshold and NMS */
     face_detect_params detect; /* detectMultiScale parameters, in pixels of the frame (min/max
                                   sizes are scaled with detect_scale internally) */
     double detect_scale;       /* (0, 1]: detection runs on the frame resized by this factor and
@@ -44,13 +67,15 @@ typedef struct face_recog_params {
                                   network in the same batch, results averaged */
 } face_recog_params;
 
-/* OpenCV's detection defaults at full resolution, margin 0.1, max_batch 16, tta flip (the face
- * and its mirror image). */
+/* The CNN detector (BlazeFace); for Haar, OpenCV's detection defaults at full resolution;
+ * margin FACE_DEFAULT_MARGIN, max_batch 16, tta flip (the face and its mirror image). */
 void face_recog_params_default(face_recog_params *p);
 
 typedef struct face_recognizer face_recognizer;
 
-/* Loads the model file and the cascade (NULL: FACE_CASCADE_DEFAULT_PATH). */
+/* Loads the model file and the detector: the cascade (NULL: FACE_CASCADE_DEFAULT_PATH), or
+ * with FACE_DETECTOR_BLAZEFACE the CNN's file (cascade_path then names it; NULL: the shipped
+ * models/detectors/blazeface-back.safetensors). */
 int face_recognizer_create(face_recognizer **out, const char *model_path, const char *cascade_path,
                            const face_recog_params *p);
 /* A second recognizer on base's loaded network and cascade (nothing is copied but the
@@ -68,8 +93,13 @@ int face_recognizer_num_classes(const face_recognizer *r);
 /* All K class names (see face_recognizer_class_name). */
 const char *const *face_recognizer_class_names(const face_recognizer *r);
 
-/* Detects faces in an RGB (or gray) image; boxes in its pixels, malloc'ed (NULL when none). */
+/* Detects faces in an RGB (or gray) image; boxes in its pixels, malloc'ed (NULL when none).
+ * With the CNN, the boxes are in the Haar framing (above); the detector's own boxes, scores
+ * and keypoints of this call stay available through face_recognizer_last_detections. */
 int face_recognizer_detect(face_recognizer *r, const image *img, face_box **boxes, int *n);
+/* The CNN's detections of the last face_recognizer_detect (NULL and 0 with Haar), valid until
+ * the next call; detection i gave box i. */
+const blazeface_det *face_recognizer_last_detections(const face_recognizer *r, int *n);
 /* Classifies the n boxes of img (any box, also partly outside the image) in one batch.
  * logits and probs are (n, K); either may be NULL. n = 0 does nothing. */
 int face_recognizer_classify(face_recognizer *r, const image *img, const face_box *boxes, int n, float *logits,

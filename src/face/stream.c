@@ -116,5 +116,10 @@ int face_stream_process(face_stream *s, face_recognizer *r, const image *frame, 
     res->logits = s->logits;
     res->probs = s->probs;
     res->smoothed = s->smoothed;
+    if (detect) {
+        int nd;
+        const blazeface_det *d = face_recognizer_last_detections(r, &nd);
+        res->dets = d && nd == s->n ? d : NULL;
+    }
     return FERC_OK;
 }

@@ -34,6 +34,7 @@ typedef struct face_stream_result {
     const float *logits;   /* (n, K) the frame's own */
     const float *probs;    /* (n, K) the frame's own */
     const float *smoothed; /* (n, K) the tracks' smoothed probabilities (label from these) */
+    const blazeface_det *dets; /* n: the CNN detector's detections on a detected frame, else NULL */
     double detect_s, classify_s, track_s; /* time spent in each stage for this frame */
 } face_stream_result;
 

@@ -95,6 +95,7 @@ void serve_params_default(serve_params *p)
     p->timeout_s = 10;
     p->max_sessions = 64;
     p->tta = CLASSIFY_TTA_FLIP;
+    p->detector = FACE_DETECTOR_BLAZEFACE;
 }
 
 static void logf_(serve *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -343,6 +344,14 @@ static enum MHD_Result api_recognize(serve *s, struct MHD_Connection *c, request
         }
         t_cls = time_now() - t;
     }
+    /* the CNN's detections live in the recognizer: copied before another request takes it */
+    blazeface_det *dets = NULL;
+    if (!rc && n) {
+        int nd = 0;
+        const blazeface_det *d = e ? (sr.detected ? sr.dets : NULL) : face_recognizer_last_detections(r, &nd);
+        if (e && d) nd = n;
+        if (d && nd == n && (dets = malloc((size_t)n * sizeof *dets))) memcpy(dets, d, (size_t)n * sizeof *dets);
+    }
     release(s, slot);
     char *json = NULL;
     mem_out jo;
@@ -361,6 +370,7 @@ static enum MHD_Result api_recognize(serve *s, struct MHD_Connection *c, request
             face_json_face f = e ? (face_json_face){.box = &sr.boxes[i], .id = sr.ids[i], .probs = sr.smoothed + o,
                                                     .raw_probs = sr.probs + o, .logits = sr.logits + o}
                                  : (face_json_face){.box = &boxes[i], .id = -1, .probs = probs + o, .logits = logits + o};
+            f.det = dets ? &dets[i] : NULL;
             if (i) fputs(", ", out);
             face_json_write(out, names, k, &f);
         }
@@ -372,7 +382,7 @@ static enum MHD_Result api_recognize(serve *s, struct MHD_Connection *c, request
         pthread_mutex_unlock(&e->lock);
         session_put(s, e);
     }
-    free(boxes), free(logits), free(probs);
+    free(boxes), free(logits), free(probs), free(dets);
     image_free(&img);
     if (rc) return reply_error(c, rq, rc == FERC_ERR_NOMEM ? 503 : 500, "%s", ferc_last_error());
     atomic_fetch_add(&s->faces, (unsigned long long)n);
@@ -429,6 +439,7 @@ static char *model_info(serve *s, const char *model_path)
         cJSON_AddItemToArray(cls, cJSON_CreateString(face_recognizer_class_name(s->base, i)));
     cJSON_AddNumberToObject(o, "input_size", m->img_size);
     cJSON_AddStringToObject(o, "tta", classify_tta_name(s->p.tta));
+    cJSON_AddStringToObject(o, "detector", face_detector_name(s->p.detector));
     const char *slash = strrchr(model_path, '/');
     cJSON_AddStringToObject(o, "model", slash ? slash + 1 : model_path);
     cJSON *tr = m->training_json ? cJSON_Parse(m->training_json) : NULL;
@@ -752,6 +763,7 @@ int serve_start(serve **out, const serve_params *p)
     face_recog_params rp;
     face_recog_params_default(&rp);
     rp.tta = p->tta;
+    rp.detector = p->detector;
     s->pool = calloc((size_t)p->workers, sizeof *s->pool);
     s->free_stack = calloc((size_t)p->workers, sizeof *s->free_stack);
     s->sessions = calloc((size_t)p->max_sessions, sizeof *s->sessions);

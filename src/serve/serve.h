@@ -39,6 +39,7 @@
 
 #include <stddef.h>
 
+#include "face/recognize.h"
 #include "models/classify.h"
 
 typedef struct serve_params {
@@ -54,6 +55,7 @@ typedef struct serve_params {
     int timeout_s;         /* idle connection timeout (default 10) */
     int max_sessions;      /* tracked sessions kept (default 64) */
     classify_tta tta;      /* default flip */
+    face_detector_kind detector; /* FACE_DETECTOR_BLAZEFACE (default) or FACE_DETECTOR_HAAR */
     /* One line per request, and the server's own messages; NULL: silent. Called from the
      * workers, one line at a time. */
     void (*log)(void *cls, const char *line);
