@@ -13,6 +13,9 @@
  *   cnn-fer    BlazeFace's box mapped to the FER crop with pass 1's medians
  *   ferc haar, ferc cnn   the recognition pipeline as shipped (face/recognize's boxes and its
  *              default margin), for each detector
+ *   ferc cnn --align      the same, each face turned to level its eyes (the CNN's keypoints)
+ * --rotate DEG turns every canvas by +DEG or -DEG (alternately) about the face's centre, as a
+ * tilted head: what alignment is for. "given" stays the untouched image.
  * Accuracy counts an image whose face was not found as wrong; "when found" leaves those out.
  *
  * usage: bench_framing [--model M] [--manifest CSV] [--data DIR] [--train N] [--limit N]
@@ -35,8 +38,11 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-enum { V_GIVEN, V_HAAR, V_HAAR_FER, V_CNN_FER, V_PIPE_HAAR, V_PIPE_CNN, V_COUNT };
-static const char *const names[V_COUNT] = {"given", "haar-0.1", "haar-fer", "cnn-fer", "ferc haar", "ferc cnn"};
+enum { V_GIVEN, V_HAAR, V_HAAR_FER, V_CNN_FER, V_PIPE_HAAR, V_PIPE_CNN, V_PIPE_ALIGN, V_COUNT };
+static const char *const names[V_COUNT] = {"given", "haar-0.1", "haar-fer", "cnn-fer", "ferc haar", "ferc cnn",
+                                           "ferc cnn --align"};
+static double rotate_deg; /* --rotate: each canvas turned by +-this, alternately */
+static int rotate_sign = 1;
 
 typedef struct sample {
     image img, canvas;
@@ -62,6 +68,14 @@ static int load_sample(const char *data, const char *path, int label, sample *s)
         memcpy(s->canvas.data + (size_t)(y + h / 2) * s->canvas.stride + (size_t)(w / 2) * 3, big.data + (size_t)y * big.stride,
                (size_t)w * 3);
     image_free(&big);
+    if (rotate_deg != 0) {
+        image turned;
+        const double a = rotate_sign * rotate_deg * M_PI / 180;
+        rotate_sign = -rotate_sign;
+        if (image_crop_rotated(&turned, &s->canvas, w, h, 2 * w, 2 * h, a)) return -1;
+        image_free(&s->canvas);
+        s->canvas = turned;
+    }
     s->tx = w / 2 + w / 2.0, s->ty = h / 2 + h / 2.0, s->tside = w;
     s->label = label;
     return 0;
@@ -105,6 +119,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--limit")) limit = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--train")) ntrain = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rotate")) rotate_deg = atof(argv[i + 1]);
     }
     if (!model) model = ferc_default_model_path();
     char mbuf[4096], dbuf[4096];
@@ -124,7 +139,7 @@ int main(int argc, char **argv)
     face_recog_params_default(&p);
     p.margin = 0; /* the crops below are explicit */
     p.detector = FACE_DETECTOR_HAAR;
-    face_recognizer *det[2] = {NULL, NULL}, *pipe[2] = {NULL, NULL};
+    face_recognizer *det[2] = {NULL, NULL}, *pipe[3] = {NULL, NULL, NULL};
     {
         face_recog_params q;
         face_recog_params_default(&q);
@@ -132,6 +147,8 @@ int main(int argc, char **argv)
         if (face_recognizer_create(&pipe[0], model, NULL, &q)) return 1;
         q.detector = FACE_DETECTOR_BLAZEFACE;
         if (face_recognizer_create(&pipe[1], model, NULL, &q)) return 1;
+        q.align = 1;
+        if (face_recognizer_create(&pipe[2], model, NULL, &q)) return 1;
     }
     if (!model || face_recognizer_create(&det[0], model, NULL, &p)) {
         fprintf(stderr, "bench_framing: %s\n", model ? ferc_last_error() : "no model");
@@ -225,15 +242,15 @@ int main(int argc, char **argv)
             found[V_GIVEN]++;
             right[V_GIVEN] += face_argmax(probs, k) == s.label;
         }
-        for (int d = 0; d < 2; d++) {
+        for (int d = 0; d < 3; d++) {
             face_box *b = NULL;
+            float *lg = NULL, *pr = NULL;
             int nb = 0;
-            if (!face_recognizer_detect(pipe[d], &s.canvas, &b, &nb) && nb > 0 &&
-                !face_recognizer_classify(pipe[d], &s.canvas, &b[0], 1, NULL, probs)) {
+            if (!face_recognize(pipe[d], &s.canvas, &b, &nb, &lg, &pr) && nb > 0) {
                 found[V_PIPE_HAAR + d]++;
-                right[V_PIPE_HAAR + d] += face_argmax(probs, k) == s.label;
+                right[V_PIPE_HAAR + d] += face_argmax(pr, k) == s.label;
             }
-            free(b);
+            free(b), free(lg), free(pr);
         }
         for (int d = 0; d < 2; d++) {
             double cx, cy, side;
@@ -252,13 +269,13 @@ int main(int argc, char **argv)
         }
         free_sample(&s);
     }
-    printf("bench_framing: %s (%s), %.1f s\n", manifest, model, time_now() - t0);
+    printf("bench_framing: %s (%s), canvases turned by +-%g degrees, %.1f s\n", manifest, model, rotate_deg, time_now() - t0);
     for (int d = 0; d < 2; d++)
         printf("  pass 1, %d training images: the FER crop is the %s box x %.3f, its centre offset by %+.3f, %+.3f sides\n",
                ns[d], d ? "BlazeFace" : "Haar", med[d][0], med[d][1], med[d][2]);
-    printf("  pass 2, %d validation images:\n  %-10s %7s %10s %11s\n", n, "crop", "found", "accuracy", "when found");
+    printf("  pass 2, %d validation images:\n  %-17s %7s %10s %11s\n", n, "crop", "found", "accuracy", "when found");
     for (int v = 0; v < V_COUNT; v++)
-        printf("  %-10s %6.1f%% %9.2f%% %10.2f%%\n", names[v], 100.0 * found[v] / (n ? n : 1), 100.0 * right[v] / (n ? n : 1),
+        printf("  %-17s %6.1f%% %9.2f%% %10.2f%%\n", names[v], 100.0 * found[v] / (n ? n : 1), 100.0 * right[v] / (n ? n : 1),
                100.0 * right[v] / (found[v] ? found[v] : 1));
     free(probs);
     for (int i = 0; i < nrows; i++) free(paths[i]);
@@ -268,5 +285,6 @@ int main(int argc, char **argv)
         face_recognizer_destroy(det[d]);
         face_recognizer_destroy(pipe[d]);
     }
+    face_recognizer_destroy(pipe[2]);
     return 0;
 }

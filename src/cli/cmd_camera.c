@@ -58,6 +58,7 @@ static void usage(FILE *out)
             "  --full               full-resolution detection, as OpenCV on the frame (--detect-scale 1)\n"
             "  --detector D         blazeface (the CNN, default: finds tilted and turned faces) or haar\n"
             "                       (OpenCV's cascade; --detect-scale and the cascade options are its)\n"
+            "  --align              turn each detected face so that its eyes are level (CNN detector)\n"
             "  --cascade FILE       cascade XML (default %s); with --detector blazeface its model file\n"
             "  --scale-factor F     pyramid step (default 1.1)\n"
             "  --min-neighbors N    default 3\n"
@@ -118,6 +119,7 @@ static int parse_args(int argc, char **argv, opts *o)
         else if (!strcmp(a, "--stats")) o->stats = 1;
         else if (!strcmp(a, "--quiet")) o->quiet = 1;
         else if (!strcmp(a, "--full")) full = 1;
+        else if (!strcmp(a, "--align")) o->rp.align = 1;
         else if (!strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--device")) o->device = v;
         else if (!strcmp(a, "--video")) o->video = v;

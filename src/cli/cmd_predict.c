@@ -53,6 +53,8 @@ static void usage(void)
            "  --detector D    blazeface (the CNN, default: finds tilted and turned faces; its\n"
            "                  detection score and eye keypoints are added to the JSON) or haar\n"
            "                  (Viola-Jones, as OpenCV's detectMultiScale)\n"
+           "  --align         turn each face so that its eyes are level before classifying it\n"
+           "                  (the CNN detector's eye keypoints; see bench/bench_framing --rotate)\n"
            "  --cascade FILE  cascade XML (default %s); with --detector blazeface its model file\n"
            "  --margin F      crop margin per side as a fraction of the box, in [0, 2] (default 0.02:\n"
            "                  FER's framing, see bench/bench_framing)\n"
@@ -165,6 +167,7 @@ typedef struct face_opts {
     float margin; /* < 0: the recognizer's default */
     classify_tta tta;
     face_detector_kind detector;
+    bool align;
 } face_opts;
 
 /* Reports a failure on an image, naming it once. */
@@ -296,6 +299,7 @@ static int predict_faces(const face_opts *o, const char **paths, int npaths)
     if (o->margin >= 0) p.margin = o->margin;
     p.tta = o->tta;
     p.detector = o->detector;
+    p.align = o->align;
     face_recognizer *r = NULL;
     if (face_recognizer_create(&r, o->model, o->cascade, &p)) return cli_fail(NULL);
     const int k = face_recognizer_num_classes(r);
@@ -381,6 +385,7 @@ int cmd_predict(int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "--json")) o.json = true;
         else if (!strcmp(a, "--no-detect")) no_detect = true;
+        else if (!strcmp(a, "--align")) o.align = true;
         else if (!strcmp(a, "--model") || !strcmp(a, "--batch") || !strcmp(a, "--top") || !strcmp(a, "--annotate") ||
                  !strcmp(a, "--cascade") || !strcmp(a, "--margin") || !strcmp(a, "--tta") || !strcmp(a, "--detector")) {
             if (i + 1 >= argc) {
@@ -418,7 +423,7 @@ int cmd_predict(int argc, char **argv)
     if (rc == CLI_OK && !o.model && !(o.model = ferc_default_model_path()))
         rc = cli_usage_error("predict", "no --model given and the default model is not installed (set FERC_MODEL)");
     if (rc == CLI_OK && !npaths) rc = cli_usage_error("predict", "no images given");
-    if (rc == CLI_OK && no_detect && (o.annotate || o.cascade || o.margin >= 0 || top_given || detector_given))
+    if (rc == CLI_OK && no_detect && (o.annotate || o.cascade || o.margin >= 0 || top_given || detector_given || o.align))
         rc = cli_usage_error("predict", "--annotate, --cascade, --detector, --margin and --top need face detection (not with --no-detect)");
     if (rc == CLI_OK) rc = no_detect ? predict_whole_images(o.model, paths, npaths, o.json, batch, o.tta) : predict_faces(&o, paths, npaths);
     free(paths);

@@ -28,6 +28,7 @@ static void usage(FILE *out)
             "  --sessions N        tracking sessions kept, least recently used dropped (default 64)\n"
             "  --tta MODE          flip (default), none or tencrop\n"
             "  --detector D        blazeface (the CNN face detector, default) or haar (OpenCV's cascade)\n"
+            "  --align             turn each face so that its eyes are level before classifying it\n"
             "  --cascade FILE      face detector cascade XML (with --detector blazeface: its model file)\n"
             "  --quiet             no line per request on stderr\n"
             "Ctrl-C (SIGINT) or SIGTERM finishes the requests in flight and exits 0.\n");
@@ -87,6 +88,7 @@ int cmd_serve(int argc, char **argv)
             }
         double d;
         if (!strcmp(a, "--quiet")) p.log = NULL;
+        else if (!strcmp(a, "--align")) p.align = 1;
         else if (!strcmp(a, "--model")) p.model = v;
         else if (!strcmp(a, "--host")) p.host = v;
         else if (!strcmp(a, "--cascade")) p.cascade = v;

@@ -307,13 +307,15 @@ int face_recognizer_detect(face_recognizer *r, const image *img, face_box **boxe
     return FERC_OK;
 }
 
-int face_recognizer_crop(const face_recognizer *r, const image *img, const face_box *box, image *dst)
+int face_recognizer_crop_turned(const face_recognizer *r, const image *img, const face_box *box, float angle, image *dst)
 {
     memset(dst, 0, sizeof *dst);
     if (box->w <= 0 || box->h <= 0) return ferc_set_error(FERC_ERR_INVALID, "crop: empty box %dx%d", box->w, box->h);
     const int mx = (int)lround(box->w * (double)r->p.margin), my = (int)lround(box->h * (double)r->p.margin);
     image crop;
-    int rc = image_crop(&crop, img, box->x - mx, box->y - my, box->w + 2 * mx, box->h + 2 * my);
+    int rc = angle == 0 ? image_crop(&crop, img, box->x - mx, box->y - my, box->w + 2 * mx, box->h + 2 * my)
+                        : image_crop_rotated(&crop, img, box->x + 0.5 * box->w, box->y + 0.5 * box->h, box->w + 2 * mx,
+                                             box->h + 2 * my, angle);
     if (rc) return rc;
     if (crop.channels == 1) {
         *dst = crop;
@@ -323,6 +325,15 @@ int face_recognizer_crop(const face_recognizer *r, const image *img, const face_
     image_free(&crop);
     return rc;
 }
+
+int face_recognizer_crop(const face_recognizer *r, const image *img, const face_box *box, image *dst)
+{
+    return face_recognizer_crop_turned(r, img, box, 0, dst);
+}
+
+int face_recognizer_aligns(const face_recognizer *r) { return r->p.align && r->bf; }
+
+float face_eye_angle(const blazeface_det *d) { return atan2f(d->kp[1][1] - d->kp[0][1], d->kp[1][0] - d->kp[0][0]); }
 
 /* The plan for batch 1 << i, built on first use. */
 static int plan(face_recognizer *r, int i, nn_exec **ex)
@@ -370,6 +381,12 @@ static int run_filled(face_recognizer *r, int m, float *logits, float *probs)
 int face_recognizer_classify(face_recognizer *r, const image *img, const face_box *boxes, int n, float *logits,
                              float *probs)
 {
+    return face_recognizer_classify_turned(r, img, boxes, NULL, n, logits, probs);
+}
+
+int face_recognizer_classify_turned(face_recognizer *r, const image *img, const face_box *boxes, const float *angles,
+                                    int n, float *logits, float *probs)
+{
     const int k = r->meta.num_classes, s = r->meta.img_size;
     const size_t per = (size_t)3 * s * s;
     for (int start = 0; start < n; start += r->p.max_batch) {
@@ -377,7 +394,8 @@ int face_recognizer_classify(face_recognizer *r, const image *img, const face_bo
         int rc;
         for (int i = 0; i < m; i++) {
             image crop;
-            if ((rc = face_recognizer_crop(r, img, &boxes[start + i], &crop))) return rc;
+            if ((rc = face_recognizer_crop_turned(r, img, &boxes[start + i], angles ? angles[start + i] : 0, &crop)))
+                return rc;
             rc = classify_preprocess(&r->meta, &crop, r->in + (size_t)i * per);
             image_free(&crop);
             if (rc) return rc;
@@ -408,8 +426,14 @@ int face_recognize(face_recognizer *r, const image *img, face_box **boxes, int *
     const size_t sz = (size_t)*n * r->meta.num_classes * sizeof(float);
     *logits = malloc(sz);
     *probs = malloc(sz);
+    float *angles = NULL;
     if (!*logits || !*probs) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
-    if (!rc) rc = face_recognizer_classify(r, img, *boxes, *n, *logits, *probs);
+    if (!rc && r->p.align && r->dets && r->ndets == *n) {
+        if (!(angles = malloc((size_t)*n * sizeof *angles))) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+        for (int i = 0; !rc && i < *n; i++) angles[i] = face_eye_angle(&r->dets[i]);
+    }
+    if (!rc) rc = face_recognizer_classify_turned(r, img, *boxes, angles, *n, *logits, *probs);
+    free(angles);
     if (rc) {
         free(*boxes), free(*logits), free(*probs);
         *boxes = NULL, *logits = *probs = NULL;

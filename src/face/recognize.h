@@ -65,6 +65,8 @@ typedef struct face_recog_params {
     int max_batch;             /* most faces per forward pass (rounded up to a power of two) */
     classify_tta tta;          /* test-time augmentation: every face's views go through the
                                   network in the same batch, results averaged */
+    int align;                 /* with the CNN: crop each face turned so that its eyes are level
+                                  (face_recognize; off by default, see bench_framing --rotate) */
 } face_recog_params;
 
 /* The CNN detector (BlazeFace); for Haar, OpenCV's detection defaults at full resolution;
@@ -104,13 +106,24 @@ const blazeface_det *face_recognizer_last_detections(const face_recognizer *r, i
  * logits and probs are (n, K); either may be NULL. n = 0 does nothing. */
 int face_recognizer_classify(face_recognizer *r, const image *img, const face_box *boxes, int n, float *logits,
                              float *probs);
+/* The same, each crop turned by angles[i] radians about its box's centre (NULL: none). */
+int face_recognizer_classify_turned(face_recognizer *r, const image *img, const face_box *boxes, const float *angles,
+                                    int n, float *logits, float *probs);
+/* The angle of the eye line of a CNN detection (0 for level eyes; positive when the subject's
+ * left eye, on the image's right, is lower). */
+float face_eye_angle(const blazeface_det *d);
+/* p.align of the recognizer */
+int face_recognizer_aligns(const face_recognizer *r);
 /* Classifies one image that is already a face crop (a FER image): made gray, resized to
  * img_size, normalized. logits and probs are (1, K); either may be NULL. */
 int face_recognizer_classify_crop(face_recognizer *r, const image *face, float *logits, float *probs);
 /* The crop that face_recognizer_classify feeds the network for a box: the box grown by the
  * margin, gray, at the crop's own size (before the resize to img_size). dst is allocated. */
 int face_recognizer_crop(const face_recognizer *r, const image *img, const face_box *box, image *dst);
-/* Detect, then classify: *boxes, *logits, *probs malloc'ed ((n, K); NULL when n is 0). */
+/* The same crop turned by angle radians about the box's centre (0: face_recognizer_crop). */
+int face_recognizer_crop_turned(const face_recognizer *r, const image *img, const face_box *box, float angle, image *dst);
+/* Detect, then classify (with p.align and the CNN, each face turned to level its eyes):
+ * *boxes, *logits, *probs malloc'ed ((n, K); NULL when n is 0). */
 int face_recognize(face_recognizer *r, const image *img, face_box **boxes, int *n, float **logits, float **probs);
 
 /* Index of the largest of k values. */

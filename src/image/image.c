@@ -103,6 +103,35 @@ int image_crop(image *dst, const image *src, int x, int y, int w, int h)
     return FERC_OK;
 }
 
+int image_crop_rotated(image *dst, const image *src, double cx, double cy, int w, int h, double angle)
+{
+    int rc = image_alloc(dst, w, h, src->channels);
+    if (rc) return rc;
+    const int c = src->channels;
+    const double ca = cos(angle), sa = sin(angle);
+    for (int y = 0; y < h; y++) {
+        uint8_t *row = dst->data + (size_t)y * dst->stride;
+        const double v = y + 0.5 - 0.5 * h;
+        for (int x = 0; x < w; x++) {
+            const double u = x + 0.5 - 0.5 * w;
+            const double sx = cx + u * ca - v * sa - 0.5, sy = cy + u * sa + v * ca - 0.5;
+            const int x0 = (int)floor(sx), y0 = (int)floor(sy);
+            const double fx = sx - x0, fy = sy - y0;
+            for (int k = 0; k < c; k++) {
+                double acc = 0;
+                for (int dy = 0; dy < 2; dy++)
+                    for (int dx = 0; dx < 2; dx++) {
+                        const int px = x0 + dx, py = y0 + dy;
+                        if (px < 0 || py < 0 || px >= src->width || py >= src->height) continue;
+                        acc += (dx ? fx : 1 - fx) * (dy ? fy : 1 - fy) * src->data[(size_t)py * src->stride + (size_t)px * c + k];
+                    }
+                row[(size_t)x * c + k] = (uint8_t)lround(acc < 0 ? 0 : acc > 255 ? 255 : acc);
+            }
+        }
+    }
+    return FERC_OK;
+}
+
 /* ---- resize: PIL's ImagingResample with the bilinear (triangle) filter --------------------
  * Separable, horizontal pass then vertical, each rounding to 8 bits with 22-bit fixed-point
  * weights; the filter support widens by the scale factor when shrinking (antialias). */

@@ -45,6 +45,10 @@ int image_save(const image *img, const char *path, int quality);
 int image_to_gray(image *dst, const image *src);   /* ITU-R 601-2 luma, as PIL's "L" */
 int image_to_rgb(image *dst, const image *src);
 int image_crop(image *dst, const image *src, int x, int y, int w, int h); /* zero-fills outside */
+/* The w x h window centred at (cx, cy) of src, turned by `angle` radians (its x axis runs along
+ * (cos, sin) in src: an angle of the eye line levels the eyes), sampled bilinearly; zero
+ * outside src. */
+int image_crop_rotated(image *dst, const image *src, double cx, double cy, int w, int h, double angle);
 /* Bilinear resize with PIL/torchvision semantics (antialias when shrinking). */
 int image_resize(image *dst, const image *src, int width, int height);
 

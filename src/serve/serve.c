@@ -339,8 +339,14 @@ static enum MHD_Result api_recognize(serve *s, struct MHD_Connection *c, request
         const size_t sz = (size_t)n * k * sizeof(float);
         if (!rc && n) {
             logits = malloc(sz), probs = malloc(sz);
+            float *angles = NULL;
+            int nd = 0;
+            const blazeface_det *d = face_recognizer_aligns(r) ? face_recognizer_last_detections(r, &nd) : NULL;
+            if (d && nd == n && (angles = malloc((size_t)n * sizeof *angles)))
+                for (int i = 0; i < n; i++) angles[i] = face_eye_angle(&d[i]);
             if (!logits || !probs) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
-            else rc = face_recognizer_classify(r, &img, boxes, n, logits, probs);
+            else rc = face_recognizer_classify_turned(r, &img, boxes, angles, n, logits, probs);
+            free(angles);
         }
         t_cls = time_now() - t;
     }
@@ -764,6 +770,7 @@ int serve_start(serve **out, const serve_params *p)
     face_recog_params_default(&rp);
     rp.tta = p->tta;
     rp.detector = p->detector;
+    rp.align = p->align;
     s->pool = calloc((size_t)p->workers, sizeof *s->pool);
     s->free_stack = calloc((size_t)p->workers, sizeof *s->free_stack);
     s->sessions = calloc((size_t)p->max_sessions, sizeof *s->sessions);

@@ -56,6 +56,7 @@ typedef struct serve_params {
     int max_sessions;      /* tracked sessions kept (default 64) */
     classify_tta tta;      /* default flip */
     face_detector_kind detector; /* FACE_DETECTOR_BLAZEFACE (default) or FACE_DETECTOR_HAAR */
+    int align;             /* turn faces to level their eyes (CNN only; default off) */
     /* One line per request, and the server's own messages; NULL: silent. Called from the
      * workers, one line at a time. */
     void (*log)(void *cls, const char *line);
