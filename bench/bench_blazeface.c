@@ -1,8 +1,9 @@
 /* bench_blazeface: time of the CNN face detector (face/blazeface) on 640x360 frames, per
  * stage (letterbox + normalize, network, decode + NMS), median over the frames; the Haar
  * cascade (face/cascade, OpenCV's defaults and ferc camera's settings) on the same frames for
- * comparison. TensorFlow.js's time for the same network is printed by
- * tools/tfjs/blazeface_reference.mjs --time (the peer the issue measured).
+ * comparison, and the peer: TensorFlow.js 4.22 on its wasm backend (one thread, the backend the
+ * detector was first measured with) running the same network, through
+ * tools/tfjs/blazeface_reference.mjs --time when node and tools/tfjs/node_modules are there.
  *
  * usage: bench_blazeface [--video FILE] [--frames N] [--threads T]
  *   default: the shared clip ($FERC_DATA/video/short_hamilton_clip.mp4, 640x360), 100 frames,
@@ -117,6 +118,29 @@ int main(int argc, char **argv)
     printf("  haar       %.2f ms per frame at OpenCV's defaults (full frame; a face in %d of %d), %.2f ms at "
            "ferc camera's 0.75 scale\n",
            1e3 * median(haar, n), haar_with_face, n, 1e3 * median(haar_cam, n));
+    /* the peer, in the same run: the network alone in TensorFlow.js (wasm, one thread) */
+    FILE *peer = popen("cd \"$(dirname \"$0\")\" 2>/dev/null; test -d tools/tfjs/node_modules && "
+                       "node tools/tfjs/blazeface_reference.mjs --time 50 2>/dev/null", "r");
+    char line[256];
+    double tf_ms = 0;
+    while (peer && fgets(line, sizeof line, peer)) sscanf(line, "tfjs-wasm median %lf ms", &tf_ms);
+    if (peer) pclose(peer);
+    if (tf_ms > 0) {
+        /* the same network on one thread in ferc, for a like-for-like ratio */
+        omp_set_num_threads(1);
+        double *one = calloc(50, sizeof(double));
+        for (int i = 0; one && i < 53; i++) {
+            double t0 = time_now();
+            blazeface_run(bf, x, logits, regs);
+            if (i >= 3) one[i - 3] = time_now() - t0;
+        }
+        const double ferc1 = one ? 1e3 * median(one, 50) : 0;
+        printf("  network alone, 1 thread: ferc %.2f ms, TensorFlow.js wasm %.2f ms: ferc is %.1fx as fast\n", ferc1, tf_ms,
+               tf_ms / ferc1);
+        free(one);
+    } else {
+        printf("  (TensorFlow.js peer not run: needs node and `cd tools/tfjs && npm ci`)\n");
+    }
     free(pre), free(net), free(dec), free(all), free(haar), free(haar_cam), free(x), free(logits), free(regs), free(gray);
     blazeface_destroy(bf);
     face_cascade_destroy(fc);
