@@ -7,7 +7,7 @@
  *
  * usage: bench_blazeface [--video FILE] [--frames N] [--threads T]
  *   default: the shared clip ($FERC_DATA/video/short_hamilton_clip.mp4, 640x360), 100 frames,
- *   2 threads. Run it on an idle machine. */
+ *   2 threads. Run it from the source tree, on an idle machine. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -119,8 +119,7 @@ int main(int argc, char **argv)
            "ferc camera's 0.75 scale\n",
            1e3 * median(haar, n), haar_with_face, n, 1e3 * median(haar_cam, n));
     /* the peer, in the same run: the network alone in TensorFlow.js (wasm, one thread) */
-    FILE *peer = popen("cd \"$(dirname \"$0\")\" 2>/dev/null; test -d tools/tfjs/node_modules && "
-                       "node tools/tfjs/blazeface_reference.mjs --time 50 2>/dev/null", "r");
+    FILE *peer = popen("test -d tools/tfjs/node_modules && node tools/tfjs/blazeface_reference.mjs --time 50 2>/dev/null", "r");
     char line[256];
     double tf_ms = 0;
     while (peer && fgets(line, sizeof line, peer)) sscanf(line, "tfjs-wasm median %lf ms", &tf_ms);
