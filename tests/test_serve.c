@@ -451,6 +451,37 @@ static void test_stop_in_flight(void)
     answer_free(&j.a);
 }
 
+/* serve_handle: the same handling without a socket (what the fuzz harness drives) */
+static void test_handle(void)
+{
+    serve_params p;
+    serve_params_default(&p);
+    p.model = model;
+    p.max_body = 200000;
+    serve *s = NULL;
+    CHECK_OK(serve_create(&s, &p));
+    if (!s) return;
+    serve_exchange x = {.method = "POST", .url = "/api/v1/recognize", .content_type = "image/jpeg", .body = photo,
+                        .len = photo_len};
+    CHECK_OK(serve_handle(s, &x));
+    CHECK(x.status == 200 && x.answer && strstr(x.answer, "\"faces\": [{"), "serve_handle recognize: %d", x.status);
+    free(x.answer);
+    x = (serve_exchange){.method = "POST", .url = "/api/v1/recognize", .content_type = "image/jpeg",
+                         .content_length = "99999999999999999999", .body = photo, .len = 10};
+    CHECK_OK(serve_handle(s, &x));
+    CHECK(x.status == 413, "absurd Content-Length: %d", x.status);
+    free(x.answer);
+    x = (serve_exchange){.method = "GET", .url = "/healthz"};
+    CHECK_OK(serve_handle(s, &x));
+    CHECK(x.status == 200 && x.answer_len == strlen(x.answer), "healthz through serve_handle");
+    free(x.answer);
+    x = (serve_exchange){.method = "BREW", .url = "/api/v1/model", .session = "x"};
+    CHECK_OK(serve_handle(s, &x));
+    CHECK(x.status == 405, "unknown method: %d", x.status);
+    free(x.answer);
+    serve_stop(s);
+}
+
 static void test_bad_params(void)
 {
     serve_params p;
@@ -492,6 +523,7 @@ int main(void)
         test_token();
         test_slow_client();
         test_stop_in_flight();
+        test_handle();
         test_bad_params();
     }
     curl_global_cleanup();

@@ -77,10 +77,16 @@ typedef struct request {
     uint8_t *body;
     size_t len, cap;
     int refused;       /* a response was queued before the body was complete */
-    int status;        /* the status queued (0: none yet) */
+    int status;        /* the status answered (0: none yet) */
     size_t bytes_out;
     char method[8];
     char path[96];
+    /* the request's inputs, copied from the connection on its first call */
+    char *session, *content_type, *content_length, *authorization;
+    /* the answer, until it is handed to libmicrohttpd (or to serve_handle's caller) */
+    const char *type;
+    void *answer;
+    int answer_owned;
 } request;
 
 void serve_params_default(serve_params *p)
@@ -114,40 +120,29 @@ static void logf_(serve *s, const char *fmt, ...)
 
 /* ---- responses ---------------------------------------------------------------------------- */
 
-static enum MHD_Result reply(struct MHD_Connection *c, request *rq, int status, const char *type, void *body,
-                             size_t len, int must_free)
+/* Records the answer (body taken over when must_free); queue_answer sends it. */
+static int reply(request *rq, int status, const char *type, void *body, size_t len, int must_free)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, must_free ? MHD_RESPMEM_MUST_FREE
-                                                                                  : MHD_RESPMEM_PERSISTENT);
-    if (!r) {
-        if (must_free) free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", type);
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    if (status == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(r, "Allow", rq->route == R_RECOGNIZE || rq->route == R_CLASSIFY ? "POST" : "GET, HEAD");
-    enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
-    MHD_destroy_response(r);
+    if (rq->answer_owned) free(rq->answer);
     rq->status = status;
+    rq->type = type;
+    rq->answer = body;
     rq->bytes_out = len;
-    return ok;
+    rq->answer_owned = must_free;
+    return 0;
 }
 
-static enum MHD_Result reply_json(struct MHD_Connection *c, request *rq, int status, char *json)
+static int reply_json(request *rq, int status, char *json)
 {
     if (!json) {
         static const char oom[] = "{\"error\": \"out of memory\"}";
-        return reply(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", (void *)oom, sizeof oom - 1, 0);
+        return reply(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", (void *)oom, sizeof oom - 1, 0);
     }
-    return reply(c, rq, status, "application/json", json, strlen(json), 1);
+    return reply(rq, status, "application/json", json, strlen(json), 1);
 }
 
-static enum MHD_Result reply_error(struct MHD_Connection *c, request *rq, int status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static enum MHD_Result reply_error(struct MHD_Connection *c, request *rq, int status, const char *fmt, ...)
+static int reply_error(request *rq, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int reply_error(request *rq, int status, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -158,7 +153,35 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, request *rq, int st
     char *text = NULL;
     if (o && cJSON_AddStringToObject(o, "error", msg)) text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    return reply_json(c, rq, status, text);
+    return reply_json(rq, status, text);
+}
+
+/* Hands the recorded answer to libmicrohttpd. */
+static enum MHD_Result queue_answer(struct MHD_Connection *c, request *rq)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(rq->bytes_out, rq->answer,
+                                                             rq->answer_owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO; /* the answer stays with rq and is freed with it */
+    rq->answer_owned = 0;  /* libmicrohttpd frees it now */
+    rq->answer = NULL;
+    MHD_add_response_header(r, "Content-Type", rq->type);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (rq->status == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    if (rq->status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(r, "Allow", rq->route == R_RECOGNIZE || rq->route == R_CLASSIFY ? "POST" : "GET, HEAD");
+    enum MHD_Result ok = MHD_queue_response(c, (unsigned)rq->status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+static void request_free(request *rq)
+{
+    if (!rq) return;
+    if (rq->answer_owned) free(rq->answer);
+    free(rq->body);
+    free(rq->session), free(rq->content_type), free(rq->content_length), free(rq->authorization);
+    free(rq);
 }
 
 /* ---- the worker pool ---------------------------------------------------------------------- */
@@ -248,25 +271,25 @@ static int sessions_active(serve *s)
 
 /* ---- the API ------------------------------------------------------------------------------ */
 
-static int decode_body(serve *s, struct MHD_Connection *c, request *rq, image *img, enum MHD_Result *res)
+static int decode_body(serve *s, request *rq, image *img, int *res)
 {
     if (!rq->len) {
-        *res = reply_error(c, rq, MHD_HTTP_BAD_REQUEST, "empty body: send a JPEG or PNG image");
+        *res = reply_error(rq, MHD_HTTP_BAD_REQUEST, "empty body: send a JPEG or PNG image");
         return -1;
     }
     int w, h;
     if (image_probe(rq->body, rq->len, &w, &h, "body")) {
-        *res = reply_error(c, rq, MHD_HTTP_BAD_REQUEST, "%s", ferc_last_error());
+        *res = reply_error(rq, MHD_HTTP_BAD_REQUEST, "%s", ferc_last_error());
         return -1;
     }
     if ((long long)w * h > s->p.max_pixels) {
-        *res = reply_error(c, rq, MHD_HTTP_CONTENT_TOO_LARGE, "image of %dx%d pixels: more than the limit of %lld", w, h,
+        *res = reply_error(rq, MHD_HTTP_CONTENT_TOO_LARGE, "image of %dx%d pixels: more than the limit of %lld", w, h,
                            s->p.max_pixels);
         return -1;
     }
     int rc = image_decode(img, rq->body, rq->len, IMAGE_MODE_RGB, 1, "body");
     if (rc) {
-        *res = reply_error(c, rq, rc == FERC_ERR_NOMEM ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_BAD_REQUEST, "%s",
+        *res = reply_error(rq, rc == FERC_ERR_NOMEM ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_BAD_REQUEST, "%s",
                            ferc_last_error());
         return -1;
     }
@@ -298,20 +321,20 @@ static char *mem_end(mem_out *j)
     return j->text;
 }
 
-static enum MHD_Result api_recognize(serve *s, struct MHD_Connection *c, request *rq)
+static int api_recognize(serve *s, request *rq)
 {
-    const char *sid = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "session");
+    const char *sid = rq->session;
     if (sid && !valid_session_id(sid))
-        return reply_error(c, rq, MHD_HTTP_BAD_REQUEST, "session must be 1 to %d of A-Z a-z 0-9 - _", SESSION_ID_MAX);
+        return reply_error(rq, MHD_HTTP_BAD_REQUEST, "session must be 1 to %d of A-Z a-z 0-9 - _", SESSION_ID_MAX);
     const double t0 = time_now();
     image img;
-    enum MHD_Result res;
-    if (decode_body(s, c, rq, &img, &res)) return res;
+    int res;
+    if (decode_body(s, rq, &img, &res)) return res;
     const double t_dec = time_now() - t0;
     session *e = NULL;
     if (sid && !(e = session_get(s, sid))) {
         image_free(&img);
-        return reply_error(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "every one of the %d sessions is busy", s->p.max_sessions);
+        return reply_error(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "every one of the %d sessions is busy", s->p.max_sessions);
     }
     int slot;
     face_recognizer *r = acquire(s, &slot);
@@ -390,17 +413,17 @@ static enum MHD_Result api_recognize(serve *s, struct MHD_Connection *c, request
     }
     free(boxes), free(logits), free(probs), free(dets);
     image_free(&img);
-    if (rc) return reply_error(c, rq, rc == FERC_ERR_NOMEM ? 503 : 500, "%s", ferc_last_error());
+    if (rc) return reply_error(rq, rc == FERC_ERR_NOMEM ? 503 : 500, "%s", ferc_last_error());
     atomic_fetch_add(&s->faces, (unsigned long long)n);
-    return reply_json(c, rq, MHD_HTTP_OK, json);
+    return reply_json(rq, MHD_HTTP_OK, json);
 }
 
-static enum MHD_Result api_classify(serve *s, struct MHD_Connection *c, request *rq)
+static int api_classify(serve *s, request *rq)
 {
     const double t0 = time_now();
     image img;
-    enum MHD_Result res;
-    if (decode_body(s, c, rq, &img, &res)) return res;
+    int res;
+    if (decode_body(s, rq, &img, &res)) return res;
     int slot;
     face_recognizer *r = acquire(s, &slot);
     const int k = face_recognizer_num_classes(r);
@@ -429,8 +452,8 @@ static enum MHD_Result api_classify(serve *s, struct MHD_Connection *c, request 
     }
     free(lp);
     image_free(&img);
-    if (rc) return reply_error(c, rq, rc == FERC_ERR_NOMEM ? 503 : 500, "%s", ferc_last_error());
-    return reply_json(c, rq, MHD_HTTP_OK, json);
+    if (rc) return reply_error(rq, rc == FERC_ERR_NOMEM ? 503 : 500, "%s", ferc_last_error());
+    return reply_json(rq, MHD_HTTP_OK, json);
 }
 
 /* {"arch", "classes", "input_size", "tta", "model", "training", "metrics"}: metrics are the
@@ -515,10 +538,10 @@ static int route_of(const char *url)
     return R_OTHER;
 }
 
-static int authorized(serve *s, struct MHD_Connection *c)
+static int authorized(serve *s, const request *rq)
 {
     if (!s->token) return 1;
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *h = rq->authorization;
     if (!h || strncasecmp(h, "Bearer ", 7)) return 0;
     h += 7;
     const size_t n = strlen(s->token);
@@ -541,41 +564,41 @@ static int image_content_type(const char *t)
 
 /* The first call of a request: checks that need no body. Returns 1 when a response was
  * queued (the request is refused). */
-static int precheck(serve *s, struct MHD_Connection *c, request *rq, const char *method, enum MHD_Result *res)
+static int precheck(serve *s, request *rq, const char *method, int *res)
 {
     const int post = rq->route == R_RECOGNIZE || rq->route == R_CLASSIFY;
     const int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
     if (rq->route == R_OTHER) {
-        *res = reply_error(c, rq, MHD_HTTP_NOT_FOUND, "no route %s %s", method, rq->path);
+        *res = reply_error(rq, MHD_HTTP_NOT_FOUND, "no route %s %s", method, rq->path);
         return 1;
     }
-    if (!strncmp(rq->path, "/api/", 5) && !authorized(s, c)) {
-        *res = reply_error(c, rq, MHD_HTTP_UNAUTHORIZED, "this server needs \"Authorization: Bearer TOKEN\"");
+    if (!strncmp(rq->path, "/api/", 5) && !authorized(s, rq)) {
+        *res = reply_error(rq, MHD_HTTP_UNAUTHORIZED, "this server needs \"Authorization: Bearer TOKEN\"");
         return 1;
     }
     if (post ? strcmp(method, MHD_HTTP_METHOD_POST) : !is_get) {
-        *res = reply_error(c, rq, MHD_HTTP_METHOD_NOT_ALLOWED, "%s %s: use %s", method, rq->path, post ? "POST" : "GET");
+        *res = reply_error(rq, MHD_HTTP_METHOD_NOT_ALLOWED, "%s %s: use %s", method, rq->path, post ? "POST" : "GET");
         return 1;
     }
     if (!post) return 0;
-    const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *type = rq->content_type;
     if (!image_content_type(type)) {
-        *res = reply_error(c, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+        *res = reply_error(rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
                            "content type %s: send image/jpeg or image/png (or application/octet-stream)", type);
         return 1;
     }
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl = rq->content_length;
     if (cl) {
         char *end;
         errno = 0;
         unsigned long long n = strtoull(cl, &end, 10);
         if (errno || end == cl || n > s->p.max_body) {
-            *res = reply_error(c, rq, MHD_HTTP_CONTENT_TOO_LARGE, "body of %s bytes: more than the limit of %zu", cl,
+            *res = reply_error(rq, MHD_HTTP_CONTENT_TOO_LARGE, "body of %s bytes: more than the limit of %zu", cl,
                                s->p.max_body);
             return 1;
         }
         if (n && !(rq->body = malloc((size_t)n))) {
-            *res = reply_error(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory for a body of %llu bytes", n);
+            *res = reply_error(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory for a body of %llu bytes", n);
             return 1;
         }
         rq->cap = (size_t)n;
@@ -600,62 +623,130 @@ static int append(serve *s, request *rq, const char *data, size_t n)
     return 0;
 }
 
+/* The answer of a request whose body is complete. */
+static void dispatch(serve *s, request *rq)
+{
+    switch (rq->route) {
+    case R_PAGE:
+        reply(rq, MHD_HTTP_OK, "text/html; charset=utf-8", (void *)serve_page_html, serve_page_html_len, 0);
+        break;
+    case R_HEALTH: {
+        static const char ok[] = "{\"status\": \"ok\"}";
+        reply(rq, MHD_HTTP_OK, "application/json", (void *)ok, sizeof ok - 1, 0);
+        break;
+    }
+    case R_METRICS: {
+        char *t = metrics_text(s);
+        if (!t) reply_error(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        else reply(rq, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", t, strlen(t), 1);
+        break;
+    }
+    case R_MODEL:
+        reply(rq, MHD_HTTP_OK, "application/json", s->model_json, strlen(s->model_json), 0);
+        break;
+    case R_RECOGNIZE:
+        api_recognize(s, rq);
+        break;
+    case R_CLASSIFY:
+        api_classify(s, rq);
+        break;
+    default:
+        reply_error(rq, MHD_HTTP_NOT_FOUND, "no route %s", rq->path);
+    }
+}
+
+static int dup_value(char **dst, const char *v)
+{
+    *dst = NULL;
+    return v && !(*dst = strdup(v)) ? -1 : 0;
+}
+
+/* A new request: its inputs copied, the checks that need no body run. 1 when refused (an
+ * answer is recorded), -1 when out of memory. */
+static int request_begin(serve *s, request *rq, const char *method, const char *url, const char *session_id,
+                         const char *content_type, const char *content_length, const char *authorization)
+{
+    rq->t0 = time_now();
+    rq->route = route_of(url);
+    snprintf(rq->method, sizeof rq->method, "%s", method);
+    snprintf(rq->path, sizeof rq->path, "%s", url);
+    if (dup_value(&rq->session, session_id) || dup_value(&rq->content_type, content_type) ||
+        dup_value(&rq->content_length, content_length) || dup_value(&rq->authorization, authorization))
+        return -1;
+    int res;
+    return (rq->refused = precheck(s, rq, method, &res));
+}
+
+/* More body: 0, or refused (an answer recorded; the rest of the body is to be discarded). */
+static int request_body(serve *s, request *rq, const char *data, size_t n)
+{
+    if (rq->refused) return 0;
+    int st = append(s, rq, data, n);
+    if (!st) return 0;
+    rq->refused = 1;
+    free(rq->body);
+    rq->body = NULL;
+    rq->len = rq->cap = 0;
+    if (st == MHD_HTTP_CONTENT_TOO_LARGE) reply_error(rq, st, "body over the limit of %zu bytes", s->p.max_body);
+    else reply_error(rq, st, "out of memory for the body");
+    return 1;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls)
 {
     serve *s = cls;
     request *rq = *req_cls;
-    enum MHD_Result res = MHD_YES;
     if (!rq) {
         if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
         *req_cls = rq;
         atomic_fetch_add(&s->in_flight, 1);
-        rq->t0 = time_now();
-        rq->route = route_of(url);
-        snprintf(rq->method, sizeof rq->method, "%s", method);
-        snprintf(rq->path, sizeof rq->path, "%s", url);
-        if (precheck(s, c, rq, method, &res)) rq->refused = 1;
-        return res;
+        int r = request_begin(s, rq, method, url, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "session"),
+                              MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+                              MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
+                              MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+        if (r < 0) return MHD_NO; /* out of memory: the connection is closed, on_completed frees rq */
+        /* refused from its headers: answered before the body is read */
+        return r ? queue_answer(c, rq) : MHD_YES;
     }
     if (*upload_data_size) {
-        if (!rq->refused) {
-            int st = append(s, rq, upload_data, *upload_data_size);
-            if (st) {
-                rq->refused = 1;
-                free(rq->body);
-                rq->body = NULL;
-                rq->len = rq->cap = 0;
-                *upload_data_size = 0;
-                return st == MHD_HTTP_CONTENT_TOO_LARGE
-                           ? reply_error(c, rq, st, "body over the limit of %zu bytes", s->p.max_body)
-                           : reply_error(c, rq, st, "out of memory for the body");
-            }
-        }
+        const int refused_now = request_body(s, rq, upload_data, *upload_data_size);
         *upload_data_size = 0;
-        return MHD_YES;
+        return refused_now ? queue_answer(c, rq) : MHD_YES;
     }
     if (rq->refused) return MHD_YES;
-    switch (rq->route) {
-    case R_PAGE:
-        return reply(c, rq, MHD_HTTP_OK, "text/html; charset=utf-8", (void *)serve_page_html, serve_page_html_len, 0);
-    case R_HEALTH: {
-        static const char ok[] = "{\"status\": \"ok\"}";
-        return reply(c, rq, MHD_HTTP_OK, "application/json", (void *)ok, sizeof ok - 1, 0);
+    dispatch(s, rq);
+    return queue_answer(c, rq);
+}
+
+int serve_handle(serve *s, serve_exchange *x)
+{
+    x->status = 0;
+    x->type = NULL;
+    x->answer = NULL;
+    x->answer_len = 0;
+    request *rq = calloc(1, sizeof *rq);
+    if (!rq) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    atomic_fetch_add(&s->in_flight, 1);
+    int r = request_begin(s, rq, x->method ? x->method : "GET", x->url ? x->url : "/", x->session, x->content_type,
+                          x->content_length, x->authorization);
+    if (!r) {
+        /* the body in pieces of at most 64 KiB, as a socket would deliver it */
+        for (size_t off = 0; off < x->len && !rq->refused; off += 65536)
+            request_body(s, rq, (const char *)x->body + off, x->len - off < 65536 ? x->len - off : 65536);
+        if (!rq->refused) dispatch(s, rq);
     }
-    case R_METRICS: {
-        char *t = metrics_text(s);
-        if (!t) return reply_error(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
-        return reply(c, rq, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", t, strlen(t), 1);
+    int rc = r < 0 ? ferc_set_error(FERC_ERR_NOMEM, "out of memory") : FERC_OK;
+    if (!rc && rq->answer && !(x->answer = malloc(rq->bytes_out + 1))) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    if (!rc) {
+        if (rq->answer) memcpy(x->answer, rq->answer, rq->bytes_out), x->answer[rq->bytes_out] = 0;
+        x->status = rq->status;
+        x->type = rq->type;
+        x->answer_len = rq->bytes_out;
     }
-    case R_MODEL:
-        return reply(c, rq, MHD_HTTP_OK, "application/json", s->model_json, strlen(s->model_json), 0);
-    case R_RECOGNIZE:
-        return api_recognize(s, c, rq);
-    case R_CLASSIFY:
-        return api_classify(s, c, rq);
-    default:
-        return reply_error(c, rq, MHD_HTTP_NOT_FOUND, "no route %s", rq->path);
-    }
+    request_free(rq);
+    atomic_fetch_sub(&s->in_flight, 1);
+    return rc;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe)
@@ -685,8 +776,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
                                        " (client aborted)"};
     logf_(s, "%s %s %s %d %zu B %.1f ms%s", addr, rq->method, rq->path, rq->status, rq->bytes_out, 1e3 * dt,
           (unsigned)toe < sizeof ends / sizeof *ends ? ends[toe] : " (?)");
-    free(rq->body);
-    free(rq);
+    request_free(rq);
     atomic_fetch_sub(&s->in_flight, 1);
 }
 
@@ -740,7 +830,12 @@ static int bind_address(const char *host, int port, struct sockaddr_storage *ss,
     return FERC_OK;
 }
 
-int serve_start(serve **out, const serve_params *p)
+static int create(serve **out, const serve_params *p, int listen);
+
+int serve_start(serve **out, const serve_params *p) { return create(out, p, 1); }
+int serve_create(serve **out, const serve_params *p) { return create(out, p, 0); }
+
+static int create(serve **out, const serve_params *p, int listen)
 {
     *out = NULL;
     if (p->workers < 1 || p->workers > 256) return ferc_set_error(FERC_ERR_INVALID, "serve: workers must be in [1, 256]");
@@ -792,10 +887,14 @@ int serve_start(serve **out, const serve_params *p)
     if (!rc && !(s->model_json = model_info(s, model))) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     struct sockaddr_storage ss;
     socklen_t sslen = 0;
-    if (!rc) rc = bind_address(s->host, p->port, &ss, &sslen);
+    if (!rc && listen) rc = bind_address(s->host, p->port, &ss, &sslen);
     if (rc) {
         destroy(s);
         return rc;
+    }
+    if (!listen) {
+        *out = s;
+        return FERC_OK;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_AUTO;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;

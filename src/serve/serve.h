@@ -68,6 +68,24 @@ void serve_params_default(serve_params *p);
 typedef struct serve serve;
 
 int serve_start(serve **out, const serve_params *p);
+/* The same server without a socket (nothing listens): requests go through serve_handle. */
+int serve_create(serve **out, const serve_params *p);
+
+/* One request through the server's handling, as libmicrohttpd would hand it over (the fuzz
+ * harness and the tests drive it this way). Inputs: method, url (path only), the session
+ * query argument and three headers (NULL: absent), the body. Outputs: status, type (static),
+ * answer (malloc'ed, NUL-terminated; free it), answer_len. */
+typedef struct serve_exchange {
+    const char *method, *url, *session, *content_type, *content_length, *authorization;
+    const uint8_t *body;
+    size_t len;
+    int status;
+    const char *type;
+    char *answer;
+    size_t answer_len;
+} serve_exchange;
+int serve_handle(serve *s, serve_exchange *x);
+
 /* The port the server listens on. */
 int serve_port(const serve *s);
 /* Requests being processed now. */
