@@ -91,6 +91,39 @@ static void test_halfs(void)
     CHECK(f32_to_bf16(1.00390625f) == 0x3f80); /* tie rounds to even */
     CHECK(f16_to_f32(f32_to_f16(0.5f)) == 0.5f);
     CHECK(f32_to_f16(65504.0f) == 0x7bff);
+#if defined(__GNUC__) && !defined(__clang__) && defined(__FLT16_MAX__)
+    /* the hand-written conversions against the compiler's _Float16: every half, and floats
+     * around every half boundary (ties, subnormals, overflow) */
+    int bad16 = 0;
+    for (uint32_t u = 0; u < 65536; u++) {
+        _Float16 h;
+        uint16_t v = (uint16_t)u;
+        memcpy(&h, &v, 2);
+        const float want = (float)h, got = f16_to_f32(v);
+        if (want == want ? memcmp(&want, &got, 4) != 0 : got == got) bad16++;
+        if (want == want && f32_to_f16(want) != v) bad16++;
+        for (int d = -2; d <= 2; d++) { /* neighbours of the value, and of the midpoint above it */
+            uint32_t bits;
+            memcpy(&bits, &want, 4);
+            if (want != want || (bits & 0x7f800000u) == 0x7f800000u) continue;
+            float probe[2];
+            uint32_t b1 = bits + (uint32_t)d, mid;
+            memcpy(&probe[0], &b1, 4);
+            const float next = f16_to_f32((uint16_t)(v + 1));
+            const float m = 0.5f * (want + next);
+            memcpy(&mid, &m, 4);
+            mid += (uint32_t)d;
+            memcpy(&probe[1], &mid, 4);
+            for (int q = 0; q < 2; q++) {
+                _Float16 r = (_Float16)probe[q];
+                uint16_t rv;
+                memcpy(&rv, &r, 2);
+                if (probe[q] == probe[q] && f32_to_f16(probe[q]) != rv) bad16++;
+            }
+        }
+    }
+    CHECK(bad16 == 0, "%d f16 conversions differ from _Float16's", bad16);
+#endif
 }
 
 int main(void)

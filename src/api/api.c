@@ -13,7 +13,7 @@
 #include "image/image.h"
 
 #ifndef FERC_DEFAULT_MODEL
-#define FERC_DEFAULT_MODEL "ferc-resnet18-fer64.safetensors"
+#define FERC_DEFAULT_MODEL "ferc-resnet18-fer96.safetensors"
 #endif
 #ifndef FERC_DATA_DIR
 #define FERC_DATA_DIR "/usr/local/share/ferc"

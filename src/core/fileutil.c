@@ -178,17 +178,54 @@ float bf16_to_f32(uint16_t h)
     return f;
 }
 
+/* IEEE binary16 by hand, rounding to nearest even, as a cast to _Float16 does (which clang 14
+ * refuses on x86 without AVX512-FP16; tests/test_core checks the two agree where the compiler
+ * has the type). */
 uint16_t f32_to_f16(float f)
 {
-    _Float16 h = (_Float16)f;
-    uint16_t u;
-    memcpy(&u, &h, 2);
-    return u;
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000u, ex = (x >> 23) & 0xffu;
+    uint32_t mant = x & 0x7fffffu;
+    if (ex == 0xff) return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u | (mant >> 13) : 0)); /* inf, quiet NaN */
+    const int e = (int)ex - 127 + 15;
+    if (e >= 31) return (uint16_t)(sign | 0x7c00u); /* overflow: infinity */
+    if (e <= 0) {                                    /* a subnormal half, or zero */
+        if (e < -10) return (uint16_t)sign;
+        mant |= 0x800000u;
+        const int shift = 14 - e;
+        uint32_t h = mant >> shift;
+        const uint32_t rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (mant >> 13);
+    const uint32_t rem = mant & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++; /* a carry may reach the exponent: right */
+    return (uint16_t)(sign | h);
 }
 
 float f16_to_f32(uint16_t u)
 {
-    _Float16 h;
-    memcpy(&h, &u, 2);
-    return (float)h;
+    const uint32_t sign = (uint32_t)(u & 0x8000u) << 16, ex = (u >> 10) & 0x1fu;
+    uint32_t mant = u & 0x3ffu, bits;
+    if (ex == 0) {
+        if (!mant) {
+            bits = sign;
+        } else { /* subnormal: normalize */
+            int e = -1;
+            do {
+                e++;
+                mant <<= 1;
+            } while (!(mant & 0x400u));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mant & 0x3ffu) << 13);
+        }
+    } else if (ex == 31) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((ex - 15 + 127) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
 }
