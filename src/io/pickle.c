@@ -194,6 +194,9 @@ static int top(vm *m, pk_value **v)
 
 /* Pops back to the last MARK; the items above it are m->stack[*from .. m->sp) on return
  * (still valid until the next push). */
+/* &m->stack[i]; NULL for an empty stack that was never allocated (no arithmetic on NULL). */
+static pk_value **stack_at(vm *m, size_t i) { return m->stack ? m->stack + i : NULL; }
+
 static int pop_mark(vm *m, size_t *from)
 {
     if (!m->nmarks) return bad(m, "no MARK on the stack");
@@ -529,21 +532,21 @@ static int run(vm *m, pk_value **out)
         case ')': rc = push(m, new_value(m->a, PK_TUPLE)); break;
         case 't': /* TUPLE */
             if ((rc = pop_mark(m, &from))) return rc;
-            v = new_tuple_from(m, m->stack + from, m->sp - from);
+            v = new_tuple_from(m, stack_at(m, from), m->sp - from);
             m->sp = from;
             rc = push(m, v);
             break;
         case 0x85: case 0x86: case 0x87: /* TUPLE1..3 */
             n = (size_t)(op - 0x84);
             if (m->sp < floor_sp(m) + n) return bad(m, "stack underflow");
-            v = new_tuple_from(m, m->stack + m->sp - n, n);
+            v = new_tuple_from(m, stack_at(m, m->sp - n), n);
             m->sp -= n;
             rc = push(m, v);
             break;
         case ']': rc = push(m, new_value(m->a, PK_LIST)); break;
         case 'l': /* LIST */
             if ((rc = pop_mark(m, &from))) return rc;
-            v = new_tuple_from(m, m->stack + from, m->sp - from);
+            v = new_tuple_from(m, stack_at(m, from), m->sp - from);
             if (v) v->kind = PK_LIST;
             m->sp = from;
             rc = push(m, v);

@@ -34,6 +34,7 @@ typedef struct loader {
     storage *st;
     int nst, capst;
     zip_t *zip;
+    size_t size;        /* bytes of the whole file: no entry can be stored in more */
     char prefix[256];   /* the zip's top folder, with its slash */
 } loader;
 
@@ -109,8 +110,15 @@ static int zip_read_entry(loader *L, zip_int64_t idx, const char *entry, uint8_t
     zip_stat_t zs;
     *out = NULL;
     *size = 0;
-    if (zip_stat_index(L->zip, (zip_uint64_t)idx, 0, &zs) || !(zs.valid & ZIP_STAT_SIZE))
+    if (zip_stat_index(L->zip, (zip_uint64_t)idx, 0, &zs) || !(zs.valid & ZIP_STAT_SIZE) ||
+        !(zs.valid & ZIP_STAT_COMP_SIZE) || !(zs.valid & ZIP_STAT_COMP_METHOD))
         return ferc_set_error(FERC_ERR_FORMAT, "%s: cannot stat zip entry %s", L->name, entry);
+    /* a size the entry cannot hold is refused before anything is allocated: stored entries hold
+     * their compressed size, deflate expands at most 1032:1 */
+    const zip_uint64_t bound = zs.comp_method == ZIP_CM_STORE ? zs.comp_size : zs.comp_size * 1032 + 1024;
+    if (zs.comp_size > L->size || zs.size > bound)
+        return ferc_set_error(FERC_ERR_FORMAT, "%s: zip entry %s claims %llu bytes from %llu stored: corrupt", L->name,
+                              entry, (unsigned long long)zs.size, (unsigned long long)zs.comp_size);
     zip_file_t *zf = zip_fopen_index(L->zip, (zip_uint64_t)idx, 0);
     if (!zf)
         return ferc_set_error(FERC_ERR_FORMAT, "%s: cannot open zip entry %s: %s", L->name, entry,
@@ -417,7 +425,7 @@ static int parse_legacy(loader *L, tensor_dict *d, pk_arena *A, const uint8_t *b
 
 int pth_parse(tensor_dict *d, const uint8_t *buf, size_t size, const char *name, const char *nested_key)
 {
-    loader L = {.name = name};
+    loader L = {.name = name, .size = size};
     pk_arena *A = pk_arena_create();
     if (!A) return FERC_ERR_NOMEM;
     int rc;

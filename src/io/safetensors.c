@@ -93,6 +93,10 @@ int st_parse(st_file *f, uint8_t *buf, size_t size, const char *name)
                 rc = ferc_set_error(FERC_ERR_FORMAT, "%s: __metadata__ is not an object", name);
                 goto fail;
             }
+            if (f->meta_count) { /* a second one (duplicate JSON keys) */
+                rc = ferc_set_error(FERC_ERR_FORMAT, "%s: the header has __metadata__ twice", name);
+                goto fail;
+            }
             int m = cJSON_GetArraySize(item);
             char **k = realloc(f->meta_keys, (size_t)(m + 1) * sizeof(char *));
             if (k) f->meta_keys = k;

@@ -855,7 +855,7 @@ static int plan_linear(ond *b, int i)
         }
         dnnl_primitive_desc_t wpd;
         if ((rc = pd_create(b, &wpd, &wd_, false, fpd, "linear backward-weights", i))) goto out;
-        dnnl_memory_t dw, db;
+        dnnl_memory_t dw = NULL, db = NULL;
         rc = mk_mem(b, &dw, &w2, g->grads + pw->offset, i);
         if (!rc) rc = mk_mem(b, &db, &b1, g->grads + pb->offset, i);
         dnnl_exec_arg_t wargs[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dw},
