@@ -562,8 +562,8 @@ static int image_content_type(const char *t)
     return 0;
 }
 
-/* The first call of a request: checks that need no body. Returns 1 when a response was
- * queued (the request is refused). */
+/* The first call of a request: checks that need no body. Returns 1 when the request is
+ * refused (its answer recorded, to be sent before the body is read). */
 static int precheck(serve *s, request *rq, const char *method, int *res)
 {
     const int post = rq->route == R_RECOGNIZE || rq->route == R_CLASSIFY;
