@@ -71,7 +71,8 @@ int main(void)
             CHECK(faces[i].x == boxes[i].x && faces[i].y == boxes[i].y && faces[i].w == boxes[i].w && faces[i].h == boxes[i].h,
                   "box %d: %d,%d %dx%d vs %d,%d %dx%d", i, faces[i].x, faces[i].y, faces[i].w, faces[i].h, boxes[i].x,
                   boxes[i].y, boxes[i].w, boxes[i].h);
-            CHECK(!memcmp(faces[i].probs, probs + (size_t)i * 6, 6 * sizeof(float)), "probabilities of face %d", i);
+            CHECK(!memcmp(faces[i].probs, probs + (size_t)i * 6, 6 * sizeof(float)), "probabilities of face %d: %.9g %.9g vs %.9g %.9g", i,
+                  (double)faces[i].probs[0], (double)faces[i].probs[1], (double)probs[i * 6], (double)probs[i * 6 + 1]);
             check_face_probs(&faces[i], 6);
         }
         /* the default detector (BlazeFace), its box in Haar's framing (face/recognize.h) */

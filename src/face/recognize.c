@@ -51,6 +51,7 @@ void face_recog_params_default(face_recog_params *p)
     p->margin = FACE_DEFAULT_MARGIN;
     p->max_batch = 16;
     p->tta = CLASSIFY_TTA_FLIP;
+    p->align = 0;
 }
 
 static void free_buffers(face_recognizer *r);
