@@ -44,8 +44,8 @@
  * with its centre 0.072 sides higher. A BlazeFace box is therefore turned into the box Haar
  * would give: a square of FACE_BLAZEFACE_SIDE x its longer side, centred FACE_BLAZEFACE_SHIFT_Y
  * x that side below (negative: above) its centre; the margin then gives FER's framing for
- * both. On the validation faces that Haar finds, this framing gets 66.4% right where the
- * former 0.1 margin got 61.4% (bench_framing's table in docs/DESIGN.md). */
+ * both. On the validation faces that Haar finds, this framing gets 68.1% right where the
+ * former 0.1 margin got 64.3% (default model; bench_framing's table in the README). */
 typedef enum face_detector_kind { FACE_DETECTOR_HAAR = 0, FACE_DETECTOR_BLAZEFACE = 1 } face_detector_kind;
 /* "haar", "blazeface"; FERC_ERR_INVALID with a message otherwise. */
 int face_detector_parse(const char *s, face_detector_kind *k);
@@ -66,7 +66,7 @@ typedef struct face_recog_params {
     classify_tta tta;          /* test-time augmentation: every face's views go through the
                                   network in the same batch, results averaged */
     int align;                 /* with the CNN: crop each face turned so that its eyes are level
-                                  (face_recognize; off by default, see bench_framing --rotate) */
+                                  (off by default; bench_framing --rotate measures it) */
 } face_recog_params;
 
 /* The CNN detector (BlazeFace); for Haar, OpenCV's detection defaults at full resolution;
