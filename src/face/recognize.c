@@ -419,6 +419,19 @@ int face_recognizer_classify_crop(face_recognizer *r, const image *face, float *
     return rc ? rc : run_filled(r, 1, logits, probs);
 }
 
+int face_recognizer_classify_detected(face_recognizer *r, const image *img, const face_box *boxes, int n,
+                                      float *logits, float *probs)
+{
+    float *angles = NULL;
+    if (n && face_recognizer_aligns(r) && r->dets && r->ndets == n) {
+        if (!(angles = malloc((size_t)n * sizeof *angles))) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < n; i++) angles[i] = face_eye_angle(&r->dets[i]);
+    }
+    int rc = face_recognizer_classify_turned(r, img, boxes, angles, n, logits, probs);
+    free(angles);
+    return rc;
+}
+
 int face_recognize(face_recognizer *r, const image *img, face_box **boxes, int *n, float **logits, float **probs)
 {
     *logits = *probs = NULL;
@@ -427,14 +440,8 @@ int face_recognize(face_recognizer *r, const image *img, face_box **boxes, int *
     const size_t sz = (size_t)*n * r->meta.num_classes * sizeof(float);
     *logits = malloc(sz);
     *probs = malloc(sz);
-    float *angles = NULL;
     if (!*logits || !*probs) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
-    if (!rc && r->p.align && r->dets && r->ndets == *n) {
-        if (!(angles = malloc((size_t)*n * sizeof *angles))) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
-        for (int i = 0; !rc && i < *n; i++) angles[i] = face_eye_angle(&r->dets[i]);
-    }
-    if (!rc) rc = face_recognizer_classify_turned(r, img, *boxes, angles, *n, *logits, *probs);
-    free(angles);
+    if (!rc) rc = face_recognizer_classify_detected(r, img, *boxes, *n, *logits, *probs);
     if (rc) {
         free(*boxes), free(*logits), free(*probs);
         *boxes = NULL, *logits = *probs = NULL;

@@ -109,6 +109,11 @@ int face_recognizer_classify(face_recognizer *r, const image *img, const face_bo
 /* The same, each crop turned by angles[i] radians about its box's centre (NULL: none). */
 int face_recognizer_classify_turned(face_recognizer *r, const image *img, const face_box *boxes, const float *angles,
                                     int n, float *logits, float *probs);
+/* Classifies the n boxes the last face_recognizer_detect gave (in its order), each turned to
+ * level its eyes when p.align is set and the CNN found them; otherwise as
+ * face_recognizer_classify. */
+int face_recognizer_classify_detected(face_recognizer *r, const image *img, const face_box *boxes, int n,
+                                      float *logits, float *probs);
 /* The angle of the eye line of a CNN detection (0 for level eyes; positive when the subject's
  * left eye, on the image's right, is lower). */
 float face_eye_angle(const blazeface_det *d);

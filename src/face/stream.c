@@ -97,16 +97,9 @@ int face_stream_process(face_stream *s, face_recognizer *r, const image *frame, 
     t2 = time_now();
     res->detect_s = t2 - t;
     t = t2;
-    /* with alignment, a detected frame's faces are turned to level their eyes */
-    float *angles = NULL;
-    if (detect && s->n && face_recognizer_aligns(r)) {
-        int nd;
-        const blazeface_det *d = face_recognizer_last_detections(r, &nd);
-        if (d && nd == s->n && (angles = malloc((size_t)s->n * sizeof *angles)))
-            for (int i = 0; i < s->n; i++) angles[i] = face_eye_angle(&d[i]);
-    }
-    rc = face_recognizer_classify_turned(r, frame, s->boxes, angles, s->n, s->logits, s->probs);
-    free(angles);
+    /* a detected frame's boxes are the detector's own (turned to level the eyes with p.align) */
+    rc = detect ? face_recognizer_classify_detected(r, frame, s->boxes, s->n, s->logits, s->probs)
+                : face_recognizer_classify(r, frame, s->boxes, s->n, s->logits, s->probs);
     if (rc) return rc;
     t2 = time_now();
     res->classify_s = t2 - t;

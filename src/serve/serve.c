@@ -362,23 +362,16 @@ static int api_recognize(serve *s, request *rq)
         const size_t sz = (size_t)n * k * sizeof(float);
         if (!rc && n) {
             logits = malloc(sz), probs = malloc(sz);
-            float *angles = NULL;
-            int nd = 0;
-            const blazeface_det *d = face_recognizer_aligns(r) ? face_recognizer_last_detections(r, &nd) : NULL;
-            if (d && nd == n && (angles = malloc((size_t)n * sizeof *angles)))
-                for (int i = 0; i < n; i++) angles[i] = face_eye_angle(&d[i]);
             if (!logits || !probs) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
-            else rc = face_recognizer_classify_turned(r, &img, boxes, angles, n, logits, probs);
-            free(angles);
+            else rc = face_recognizer_classify_detected(r, &img, boxes, n, logits, probs);
         }
         t_cls = time_now() - t;
     }
     /* the CNN's detections live in the recognizer: copied before another request takes it */
     blazeface_det *dets = NULL;
     if (!rc && n) {
-        int nd = 0;
-        const blazeface_det *d = e ? (sr.detected ? sr.dets : NULL) : face_recognizer_last_detections(r, &nd);
-        if (e && d) nd = n;
+        int nd = n; /* a stream's dets (NULL on a tracked frame) match its boxes */
+        const blazeface_det *d = e ? sr.dets : face_recognizer_last_detections(r, &nd);
         if (d && nd == n && (dets = malloc((size_t)n * sizeof *dets))) memcpy(dets, d, (size_t)n * sizeof *dets);
     }
     release(s, slot);
