@@ -444,6 +444,41 @@ static void test_check(void)
     td_free(&d);
 }
 
+/* Files crafted with Python's pickle module (tools/gen_hostile_pickles.py): os.system,
+ * builtins.eval/exec, subprocess, getattr, importlib, INST/OBJ/NEWOBJ and REDUCE on what is
+ * not a tensor rebuild function, each in torch's zip and legacy layouts. Every one is refused
+ * with a format error whose message names the file and the global or construct. (The reader
+ * has no way to call a function: it only resolves the allow-list.) */
+static void test_hostile(void)
+{
+    uint8_t *list = NULL;
+    size_t n = 0;
+    CHECK_OK(file_read_all(FIX "hostile/expect.tsv", &list, &n));
+    int files = 0;
+    for (char *save = NULL, *line = list ? strtok_r((char *)list, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#') continue;
+        char *tab = strchr(line, '\t');
+        CHECK(tab != NULL, "expect.tsv: %s", line);
+        if (!tab) continue;
+        *tab = 0;
+        char path[512];
+        snprintf(path, sizeof path, FIX "hostile/%s", line);
+        tensor_dict d;
+        td_load_options o = {.no_hash_check = true};
+        int rc = td_load(&d, path, &o);
+        CHECK(rc == FERC_ERR_UNSUPPORTED || rc == FERC_ERR_FORMAT, "%s: rc %d", path, rc);
+        CHECK(d.count == 0 && error_mentions(tab + 1) && error_mentions(path), "%s: message '%s' names '%s' and the file",
+              path, ferc_last_error(), tab + 1);
+        if (files < 4 || strstr(line, "reduce")) printf("  refused: %s\n", ferc_last_error());
+        td_free(&d);
+        files++;
+    }
+    free(list);
+    printf("hostile pickles: %d files refused\n", files);
+    CHECK(files >= 34, "only %d hostile files", files);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/ferc_test_io_XXXXXX");
@@ -459,6 +494,7 @@ int main(void)
     test_hand_legacy();
     test_mutations();
     test_check();
+    test_hostile();
     td_free(&ref);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

@@ -10,7 +10,6 @@
 
 #include "core/core.h"
 #include "ferc.h"
-#include "image/image.h"
 #include "io/safetensors.h"
 #include "testutil.h"
 
@@ -19,26 +18,9 @@ static const char *bin;
 
 static void make_data(void)
 {
-    const char *classes[3] = {"Dark", "Bright", "Top"};
-    rng r;
-    rng_seed(&r, 11);
     char path[512];
-    for (int c = 0; c < 3; c++) {
-        snprintf(path, sizeof path, "%s/data/%s", root, classes[c]);
-        file_mkdirs(path);
-        for (int i = 0; i < 40; i++) {
-            image img;
-            image_alloc(&img, 16, 16, 1);
-            for (int y = 0; y < 16; y++)
-                for (int x = 0; x < 16; x++) {
-                    int base = c == 0 ? 50 : c == 1 ? 200 : (y < 8 ? 220 : 30);
-                    img.data[y * img.stride + x] = (uint8_t)(base + (int)rng_below(&r, 40) - 20);
-                }
-            snprintf(path, sizeof path, "%s/data/%s/%02d.png", root, classes[c], i);
-            image_save(&img, path, 90);
-            image_free(&img);
-        }
-    }
+    snprintf(path, sizeof path, "%s/data", root);
+    test_make_image_folder(path, 40, 16, 11);
 }
 
 static void train_args(char *buf, size_t n, const char *out)

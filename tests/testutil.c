@@ -5,7 +5,9 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "core/core.h"
 #include "ferc.h"
+#include "image/image.h"
 #include "models/models.h"
 #include "testutil.h"
 
@@ -159,4 +161,28 @@ void test_make_model(const char *path, const char *arch, int img_size, unsigned 
     if (g) CHECK_OK(models_save(path, g, &m, ST_F32));
     models_meta_free(&m);
     nn_graph_destroy(g);
+}
+
+void test_make_image_folder(const char *dir, int per_class, int side, unsigned long long seed)
+{
+    static const char *const classes[3] = {"Dark", "Bright", "Top"};
+    rng r;
+    rng_seed(&r, seed);
+    char path[1024];
+    for (int c = 0; c < 3; c++) {
+        snprintf(path, sizeof path, "%s/%s", dir, classes[c]);
+        CHECK_OK(file_mkdirs(path));
+        for (int i = 0; i < per_class; i++) {
+            image img;
+            CHECK_OK(image_alloc(&img, side, side, 1));
+            for (int y = 0; y < side; y++)
+                for (int x = 0; x < side; x++) {
+                    int base = c == 0 ? 50 : c == 1 ? 200 : (y < side / 2 ? 220 : 30);
+                    img.data[y * img.stride + x] = (uint8_t)(base + (int)rng_below(&r, 40) - 20);
+                }
+            snprintf(path, sizeof path, "%s/%s/%02d.png", dir, classes[c], i);
+            CHECK_OK(image_save(&img, path, 90));
+            image_free(&img);
+        }
+    }
 }

@@ -59,6 +59,9 @@ extern const char *const test_fer_classes[6];
 /* Writes a model file of `arch` with fixed random weights (seed), the six FER classes,
  * input size img_size and normalization mean 0.5 / std 0.25; a failure is a failed check. */
 void test_make_model(const char *path, const char *arch, int img_size, unsigned long long seed);
+/* Writes an image folder DIR/{Dark,Bright,Top}/NN.png of per_class gray side x side images
+ * each that a network learns in a few epochs (dark, bright, bright top half), from `seed`. */
+void test_make_image_folder(const char *dir, int per_class, int side, unsigned long long seed);
 
 #endif
 

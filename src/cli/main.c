@@ -1,5 +1,6 @@
 /* ferc: subcommand dispatch driven by one declarative table. */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,9 @@ bool cli_wants_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* A file-size limit (ulimit -f) makes a write fail with EFBIG and a clear message naming
+     * the file, instead of killing the process with SIGXFSZ half-way through it. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return CLI_USAGE;

@@ -59,6 +59,15 @@ void atomic_file_abort(atomic_file *af);     /* frees af */
 int  file_mkdirs(const char *path);
 bool file_exists(const char *path);
 bool file_is_dir(const char *path);
+/* Takes an exclusive lock on DIR/.lock (flock), held until file_dir_unlock or the process
+ * ends, however it ends (the kernel drops it on kill -9). Fails when another process holds
+ * it. *fd is -1 when nothing is held. */
+int  file_dir_lock(const char *dir, int *fd);
+void file_dir_unlock(int fd);
+/* Removes the temporary files an interrupted atomic write leaves in DIR (NAME.tmp.<pid>,
+ * from a process that was killed before its rename). Call it with DIR locked. Returns the
+ * number removed (>= 0) or an error. */
+int  file_remove_stale_tmp(const char *dir);
 
 /* ---- numbers ----------------------------------------------------------------------------- */
 uint16_t f32_to_bf16(float f);      /* round to nearest even, NaN kept */

@@ -1,10 +1,12 @@
 /* File helpers: whole-file reads, atomic writes (temp file + fsync + rename), mkdir -p,
  * timers and float conversions. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -100,6 +102,28 @@ void atomic_file_abort(atomic_file *af)
     free(af);
 }
 
+/* fsync of the folder holding `path`, so that a rename in it is durable. Best effort: some
+ * file systems refuse fsync on a directory, and the file's data is already on disk. */
+static void fsync_parent(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        strcpy(dir, ".");
+    } else if (slash == path) {
+        strcpy(dir, "/");
+    } else {
+        size_t n = (size_t)(slash - path);
+        if (n >= sizeof dir) return;
+        memcpy(dir, path, n);
+        dir[n] = 0;
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return;
+    (void)fsync(fd);
+    close(fd);
+}
+
 int atomic_file_commit(atomic_file *af)
 {
     int rc = FERC_OK;
@@ -111,6 +135,7 @@ int atomic_file_commit(atomic_file *af)
     if (rc == FERC_OK && rename(af->tmp, af->path) != 0)
         rc = ferc_set_error(FERC_ERR_IO, "cannot rename %s into place: %s", af->path, strerror(errno));
     if (rc != FERC_OK) unlink(af->tmp);
+    else fsync_parent(af->path); /* the rename itself survives a power cut */
     free(af->tmp);
     free(af->path);
     free(af);
@@ -147,6 +172,58 @@ int file_mkdirs(const char *path)
     }
     if (!file_is_dir(path)) return ferc_set_error(FERC_ERR_IO, "%s exists and is not a directory", path);
     return FERC_OK;
+}
+
+int file_dir_lock(const char *dir, int *fd)
+{
+    *fd = -1;
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/.lock", dir) >= sizeof path)
+        return ferc_set_error(FERC_ERR_INVALID, "path too long: %s", dir);
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0) return ferc_set_error(FERC_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(f);
+        if (e == EWOULDBLOCK)
+            return ferc_set_error(FERC_ERR_INVALID, "%s is in use by another process (%s is locked)", dir, path);
+        return ferc_set_error(FERC_ERR_IO, "cannot lock %s: %s", path, strerror(e));
+    }
+    *fd = f;
+    return FERC_OK;
+}
+
+void file_dir_unlock(int fd)
+{
+    if (fd >= 0) close(fd); /* closing drops the flock */
+}
+
+/* NAME.tmp.<digits>, as atomic_file_open names its temporary files */
+static bool is_tmp_name(const char *name)
+{
+    const char *t = strstr(name, ".tmp.");
+    if (!t || t == name) return false;
+    t += 5;
+    if (!*t) return false;
+    for (; *t; t++)
+        if (*t < '0' || *t > '9') return false;
+    return true;
+}
+
+int file_remove_stale_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return ferc_set_error(FERC_ERR_IO, "cannot open folder %s: %s", dir, strerror(errno));
+    int removed = 0;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d))) {
+        if (!is_tmp_name(e->d_name)) continue;
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= sizeof path) continue;
+        if (unlink(path) == 0) removed++;
+    }
+    closedir(d);
+    return removed;
 }
 
 bool file_exists(const char *path)

@@ -599,13 +599,17 @@ static int run(vm *m, pk_value **out)
             if ((rc = need(m, op == 'h' ? 1 : 4, &p))) return rc;
             rc = memo_get(m, (size_t)le(p, op == 'h' ? 1 : 4));
             break;
-        case 'c': { /* GLOBAL: "module\nname\n" */
+        case 'c':   /* GLOBAL: "module\nname\n" */
+        case 'i': { /* INST: the same two lines, then a call on the marked arguments */
             const uint8_t *mod = m->buf + m->pos, *e1 = memchr(mod, '\n', m->size - m->pos);
-            if (!e1) return bad(m, "GLOBAL without a newline");
+            if (!e1) return bad(m, op == 'c' ? "GLOBAL without a newline" : "INST without a newline");
             const uint8_t *nm = e1 + 1, *e2 = memchr(nm, '\n', (size_t)(m->buf + m->size - nm));
-            if (!e2) return bad(m, "GLOBAL without a newline");
+            if (!e2) return bad(m, op == 'c' ? "GLOBAL without a newline" : "INST without a newline");
             m->pos = (size_t)(e2 + 1 - m->buf);
+            /* INST's class is named in the refusal like a GLOBAL's; even an allowed one is refused,
+             * since torch.save never writes INST */
             rc = resolve_global(m, (const char *)mod, (size_t)(e1 - mod), (const char *)nm, (size_t)(e2 - nm));
+            if (!rc && op == 'i') return bad(m, "INST (an object built by calling a class) is not supported");
             break;
         }
         case 0x93: /* STACK_GLOBAL */

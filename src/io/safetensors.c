@@ -390,8 +390,8 @@ int st_writer_save(st_writer *w, const char *path)
         }
     }
     if (rc) {
-        atomic_file_abort(af);
-        return ferc_wrap_error(rc, "writing %s", path);
+        atomic_file_abort(af); /* the message names the file already */
+        return rc;
     }
     return atomic_file_commit(af);
 }

@@ -229,6 +229,7 @@ typedef struct run {
     nn_exec *hex;
     data_loader *Lplain;         /* the training split without augmentation, same order */
     float *fx;                   /* (B, D) gathered batch */
+    int lock_fd;                 /* RUN_DIR/.lock, held while the run works in the folder */
 } run;
 
 static void run_free(run *r)
@@ -257,6 +258,8 @@ static void run_free(run *r)
     free(r->ymix);
     free(r->xpad);
     free(r->hist);
+    file_dir_unlock(r->lock_fd);
+    r->lock_fd = -1;
     models_meta_free(&r->meta);
 }
 
@@ -871,6 +874,17 @@ static int validate_config(const trainer_config *c)
     return FERC_OK;
 }
 
+/* Locks the run folder for this process and removes what a killed one left half-written. */
+static int take_folder(run *r)
+{
+    int rc = file_dir_lock(r->cfg.out_dir, &r->lock_fd);
+    if (rc) return rc;
+    int removed = file_remove_stale_tmp(r->cfg.out_dir);
+    if (removed < 0) return removed;
+    if (removed) message(r, "removed %d unfinished temporary file%s (from an interrupted write)", removed, removed > 1 ? "s" : "");
+    return FERC_OK;
+}
+
 static void result_init(trainer_result *res)
 {
     memset(res, 0, sizeof *res);
@@ -887,9 +901,11 @@ int trainer_run(const trainer_config *cfg, const trainer_callbacks *cb, trainer_
     memset(&r, 0, sizeof r);
     r.cfg = *cfg;
     r.cb = cb;
+    r.lock_fd = -1;
     if (r.cfg.threads > 0) omp_set_num_threads(r.cfg.threads);
     char path[TRAINER_PATH_MAX + 32];
     if ((rc = file_mkdirs(r.cfg.out_dir))) goto out;
+    if ((rc = take_folder(&r))) goto out;
     if ((rc = setup_data(&r, r.cfg.split_manifest))) goto out;
     out_path(&r, path, sizeof path, "config.json");
     if ((rc = write_config(&r.cfg, path))) goto out;
@@ -902,6 +918,9 @@ int trainer_run(const trainer_config *cfg, const trainer_callbacks *cb, trainer_
     st.best_val_acc = -1;
     st.seed = r.cfg.seed;
     if ((rc = begin_phase(&r, st.phase))) goto out;
+    /* A checkpoint before the first step, so that a run killed at any moment after this can
+     * be resumed (before it, --resume starts the run again from config.json). */
+    if ((rc = save_last(&r, &st))) goto out;
     rc = train_loop(&r, &st, res);
 out:
     run_free(&r);
@@ -916,18 +935,33 @@ int trainer_resume(const char *run_dir, const trainer_config *ov, const trainer_
     run r;
     memset(&r, 0, sizeof r);
     r.cb = cb;
+    r.lock_fd = -1;
+    if (!file_is_dir(run_dir)) return ferc_set_error(FERC_ERR_IO, "cannot resume %s: no such folder", run_dir);
+    char path[TRAINER_PATH_MAX + 32], ckpt[TRAINER_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/config.json", run_dir);
+    if (!file_exists(path))
+        return ferc_set_error(FERC_ERR_IO, "cannot resume %s: it has no config.json (not a ferc run folder, or the "
+                                           "run was stopped before it began: start it again with ferc train)", run_dir);
     int rc = trainer_config_read(run_dir, &r.cfg);
-    if (rc) return rc;
+    if (rc) return ferc_wrap_error(rc, "cannot resume %s", run_dir);
     snprintf(r.cfg.out_dir, sizeof r.cfg.out_dir, "%s", run_dir);
     if (ov) {
         r.cfg.stop = ov->stop;
         r.cfg.max_steps = ov->max_steps;
         if (ov->threads > 0) r.cfg.threads = ov->threads;
     }
+    if ((rc = validate_config(&r.cfg))) return ferc_wrap_error(rc, "%s", path);
     if (r.cfg.threads > 0) omp_set_num_threads(r.cfg.threads);
-    char path[TRAINER_PATH_MAX + 32], ckpt[TRAINER_PATH_MAX + 32];
+    if ((rc = take_folder(&r))) goto out;
     trainer_state st;
     out_path(&r, ckpt, sizeof ckpt, "last.safetensors");
+    if (!file_exists(ckpt)) {
+        /* Stopped before its first checkpoint: the run begins again, from its config.json. */
+        message(&r, "%s has no checkpoint yet: starting the run from the beginning", run_dir);
+        trainer_config c = r.cfg;
+        run_free(&r);
+        return trainer_run(&c, cb, res);
+    }
     if ((rc = checkpoint_read_state(ckpt, &st))) goto out;
     out_path(&r, path, sizeof path, "split.csv");
     if ((rc = setup_data(&r, path))) goto out;
