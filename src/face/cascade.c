@@ -204,9 +204,16 @@ static int read_new_format(parse_ctx *c, xmlNode *root)
 
     xmlNode *stages = child(root, "stages");
     if (!stages || !first_elem(stages->children)) return bad(c, "no <stages>");
+    /* The declared counts, where present, must match what follows: a file that says 25
+     * stages and holds 3 is damaged. */
+    int declared_stages = -1;
+    xmlNode *sn_count = child(root, "stageNum");
+    if (sn_count && (rc = int_value(c, sn_count, &declared_stages, "<stageNum>"))) return rc;
     for (xmlNode *sn = first_elem(stages->children); sn; sn = next_elem(sn)) {
         cascade_stage st = {0};
-        int k;
+        int k, declared_weak = -1;
+        xmlNode *wc = child(sn, "maxWeakCount");
+        if (wc && (rc = int_value(c, wc, &declared_weak, "<maxWeakCount>"))) return rc;
         if ((rc = numbers(c, child(sn, "stageThreshold"), &k, "<stageThreshold>"))) return rc;
         if (k != 1) return bad(c, "<stageThreshold> is not one number");
         /* OpenCV lowers every stage threshold by 1e-5 in float, to absorb rounding. */
@@ -244,8 +251,14 @@ static int read_new_format(parse_ctx *c, xmlNode *root)
             VEC_PUSH(fc->trees, fc->ntrees, c->cap_trees, tr);
             st.ntrees++;
         }
+        if (declared_weak >= 0 && declared_weak != st.ntrees)
+            return ferc_set_error(FERC_ERR_FORMAT, "%s: stage %d declares %d weak classifiers (<maxWeakCount>) but holds %d",
+                                  c->path, fc->nstages, declared_weak, st.ntrees);
         VEC_PUSH(fc->stages, fc->nstages, c->cap_stages, st);
     }
+    if (declared_stages >= 0 && declared_stages != fc->nstages)
+        return ferc_set_error(FERC_ERR_FORMAT, "%s: <stageNum> declares %d stages but the file holds %d", c->path,
+                              declared_stages, fc->nstages);
 
     xmlNode *features = child(root, "features");
     if (!features || !first_elem(features->children)) return bad(c, "no <features>");

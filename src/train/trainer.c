@@ -163,13 +163,21 @@ int trainer_config_read(const char *run_dir, trainer_config *c)
     STR("split_manifest", c->split_manifest);
     STR("unfreeze_from", c->unfreeze_from);
     STR("recipe", c->recipe);
-    double v;
-    v = c->img_size; NUM("img_size", v); c->img_size = (int)v;
-    v = c->batch; NUM("batch", v); c->batch = (int)v;
-    v = c->freeze_epochs; NUM("freeze_epochs", v); c->freeze_epochs = (int)v;
-    v = c->epochs; NUM("epochs", v); c->epochs = (int)v;
-    v = c->threads; NUM("threads", v); c->threads = (int)v;
-    v = c->patience; NUM("patience", v); c->patience = (int)v;
+    /* integers: within +-1e9 (a cast of anything larger to int is undefined) */
+#define INT(key, dst) do { cJSON *n_ = cJSON_GetObjectItem(o, key); \
+        if (cJSON_IsNumber(n_)) { \
+            if (!(n_->valuedouble >= -1e9 && n_->valuedouble <= 1e9)) { \
+                rc = ferc_set_error(FERC_ERR_FORMAT, "%s: \"%s\" is out of range (%g)", path, key, n_->valuedouble); \
+                goto bad; \
+            } \
+            dst = (int)n_->valuedouble; \
+        } } while (0)
+    INT("img_size", c->img_size);
+    INT("batch", c->batch);
+    INT("freeze_epochs", c->freeze_epochs);
+    INT("epochs", c->epochs);
+    INT("threads", c->threads);
+    INT("patience", c->patience);
     NUM("lr", c->lr);
     NUM("weight_decay", c->weight_decay);
     NUM("momentum", c->momentum);
@@ -183,6 +191,7 @@ int trainer_config_read(const char *run_dir, trainer_config *c)
     c->cache_features = cJSON_IsTrue(cJSON_GetObjectItem(o, "cache_features"));
 #undef STR
 #undef NUM
+#undef INT
     const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(o, "optimizer"));
     if (s) rc = optim_kind_parse(s, &c->optimizer);
     s = cJSON_GetStringValue(cJSON_GetObjectItem(o, "schedule"));
@@ -192,6 +201,7 @@ int trainer_config_read(const char *run_dir, trainer_config *c)
     s = cJSON_GetStringValue(cJSON_GetObjectItem(o, "balance"));
     c->balance = s && !strcmp(s, "weights") ? TRAINER_BALANCE_WEIGHTS
                : s && !strcmp(s, "sampler") ? TRAINER_BALANCE_SAMPLER : TRAINER_BALANCE_NONE;
+bad:
     cJSON_Delete(o);
     return rc;
 }
@@ -303,9 +313,13 @@ static int setup_data(run *r, const char *split_csv_to_read)
     if (rc) return rc;
     if ((rc = data_split_indices(r->split, r->ix.n, DATA_SPLIT_TRAIN, &r->train_idx, &r->n_train))) return rc;
     if ((rc = data_split_indices(r->split, r->ix.n, DATA_SPLIT_VAL, &r->val_idx, &r->n_val))) return rc;
-    if (r->n_val == 0) return ferc_set_error(FERC_ERR_INVALID, "the split has no validation samples (use --val-split > 0)");
+    const bool manifest = split_csv_to_read && split_csv_to_read[0];
+    if (r->n_val == 0)
+        return manifest ? ferc_set_error(FERC_ERR_FORMAT, "%s: the split has no validation rows", split_csv_to_read)
+                        : ferc_set_error(FERC_ERR_INVALID, "the split has no validation samples (use --val-split > 0)");
     if (r->n_train < (size_t)c->batch)
-        return ferc_set_error(FERC_ERR_INVALID, "%zu training samples, fewer than one batch of %d", r->n_train, c->batch);
+        return ferc_set_error(FERC_ERR_INVALID, "%s%s%zu training samples, fewer than one batch of %d",
+                              manifest ? split_csv_to_read : "", manifest ? ": " : "", r->n_train, c->batch);
 
     if (!c->augment[0]) trainer_default_augment(c, c->augment, sizeof c->augment);
     if ((rc = data_transform_parse(&r->tf_train, c->augment))) return ferc_wrap_error(rc, "--augment");
@@ -866,8 +880,9 @@ static int validate_config(const trainer_config *c)
     if (!c->data_dir[0]) return ferc_set_error(FERC_ERR_INVALID, "no data folder");
     if (!c->out_dir[0]) return ferc_set_error(FERC_ERR_INVALID, "no output folder");
     if (!models_arch_known(c->arch)) return models_arch_family(c->arch, &(models_family){0});
-    if (c->batch < 1 || c->img_size < 8 || c->freeze_epochs < 0 || c->epochs < 0 || c->freeze_epochs + c->epochs < 1)
-        return ferc_set_error(FERC_ERR_INVALID, "need batch >= 1, img_size >= 8 and at least one epoch");
+    if (c->batch < 1 || c->batch > 65536 || c->img_size < 8 || c->img_size > 4096 || c->freeze_epochs < 0 ||
+        c->epochs < 0 || c->freeze_epochs + c->epochs < 1)
+        return ferc_set_error(FERC_ERR_INVALID, "need 1 <= batch <= 65536, 8 <= img_size <= 4096 and at least one epoch");
     if (!(c->lr > 0) || c->weight_decay < 0 || c->clip_value < 0 || c->clip_norm < 0 || c->label_smoothing < 0 ||
         c->label_smoothing >= 1 || !(c->mixup >= 0 && c->mixup <= 100) || c->val_split < 0 || c->val_split >= 1 || c->backbone_lr_mult < 0)
         return ferc_set_error(FERC_ERR_INVALID, "bad numeric option (lr > 0, 0 <= label smoothing < 1, 0 <= val split < 1, ...)");
