@@ -91,6 +91,11 @@ typedef struct ferc_recognizer ferc_recognizer;
  * their mirrors (10x). */
 typedef enum ferc_tta { FERC_TTA_NONE = 0, FERC_TTA_FLIP = 1, FERC_TTA_TENCROP = 2 } ferc_tta;
 
+/* Arithmetic of the classifier. FP32 (the default) everywhere; BF16 is mixed precision:
+ * activations and convolution weights go to the kernels in bfloat16 (AVX512_BF16 on this
+ * CPU class), the weights stay float32 and so do the results. Models are the same files. */
+typedef enum ferc_precision { FERC_PRECISION_FP32 = 0, FERC_PRECISION_BF16 = 1 } ferc_precision;
+
 /* The default expression model: $FERC_MODEL if set, else the model shipped with ferc (found
  * in the source tree ferc was built from, or installed under share/ferc/models). NULL when
  * none is found. */
@@ -107,6 +112,7 @@ typedef struct ferc_recognizer_options {
     const char *detector_file; /* NULL: the shipped BlazeFace file, or OpenCV's frontal-face cascade */
     ferc_tta tta;              /* FERC_TTA_FLIP */
     float min_score;           /* BlazeFace's least detection score (0.55) */
+    ferc_precision precision;  /* FERC_PRECISION_FP32 */
 } ferc_recognizer_options;
 
 void ferc_recognizer_options_default(ferc_recognizer_options *o);
@@ -121,6 +127,8 @@ int ferc_recognizer_num_classes(const ferc_recognizer *r);
 const char *ferc_recognizer_class_name(const ferc_recognizer *r, int i);
 
 int ferc_recognizer_set_tta(ferc_recognizer *r, ferc_tta tta);
+/* Takes effect from the next face on. */
+int ferc_recognizer_set_precision(ferc_recognizer *r, ferc_precision precision);
 
 /* Finds every face in img and classifies all of them in one batch. *faces is malloc'ed (NULL
  * when none was found; the caller frees it) and *count set. */

@@ -1,7 +1,20 @@
 /* Per-op parity with PyTorch: each case builds the same small graph as
  * tools/gen_nn_fixtures.py, loads torch's parameters, runs one training forward and backward
  * pass, and compares the output (rel 1e-4), the input gradient and every parameter gradient
- * (rel 1e-3) and the running statistics after the pass (rel 1e-4). */
+ * (rel 1e-3) and the running statistics after the pass (rel 1e-4).
+ *
+ * Then the same in bf16 (NN_EXEC_BF16) against the same float32 PyTorch results, with
+ * tolerances from the reduction lengths. A sum of K products of bf16-rounded factors (unit
+ * roundoff u = 2^-8) carries an error of about u sqrt(2/3) sqrt(sum (x_i w_i)^2) per output:
+ * the size of the output itself when the terms have random signs, so about u relative, and
+ * its largest over the outputs grows with log K. The tolerance is u (2 + log2 K) per bf16 op
+ * on the longest path (max relative error for outputs, relative L2 error for gradients),
+ * with K the op's reduction length: Cin k^2 / groups for a convolution's output, Cout k^2 /
+ * groups for its input gradient, N Ho Wo for its weight gradient and for batch norm's
+ * statistics. Where a ReLU or max pooling routes gradients, a value within rounding of its
+ * threshold can switch sides between bf16 and float32: a fraction of about 2u of the
+ * elements then carries a different gradient, which adds sqrt(2u) to the L2 tolerance. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,11 +149,47 @@ static size_t numel_of(const st_file *f, const char *name)
     return t ? st_numel(t) : 0;
 }
 
-static void run_case(const op_case *c)
+/* Reduction lengths of the graph's bf16 ops (see the top) and the count of such ops on the
+ * longest path; weight gradients use the largest N Ho Wo. */
+typedef struct reductions {
+    double fwd, dx, dw;
+    int depth;
+    bool switches; /* a ReLU or max pooling routes gradients */
+} reductions;
+
+static reductions reductions_of(const nn_graph *g)
+{
+    reductions r = {1, 1, 1, 0, false};
+    int *depth = calloc((size_t)g->nnodes, sizeof *depth);
+    for (int i = 0; i < g->nnodes; i++) {
+        const nn_node *nd = &g->nodes[i];
+        int d = 0;
+        for (int j = 0; j < nd->ninputs; j++) d = depth[nd->inputs[j]] > d ? depth[nd->inputs[j]] : d;
+        bool counts = nd->op == NN_OP_CONV2D || nd->op == NN_OP_BATCHNORM2D || nd->op == NN_OP_ADD ||
+                      nd->op == NN_OP_AVGPOOL2D || nd->op == NN_OP_GLOBAL_AVGPOOL;
+        depth[i] = d + counts;
+        if (depth[i] > r.depth) r.depth = depth[i];
+        if (nd->op == NN_OP_CONV2D) {
+            const nn_node *in = &g->nodes[nd->inputs[0]];
+            int G = nd->attr.conv.groups > 1 ? nd->attr.conv.groups : 1;
+            double k2 = (double)nd->attr.conv.kernel * nd->attr.conv.kernel;
+            r.fwd = fmax(r.fwd, in->channels / G * k2);
+            r.dx = fmax(r.dx, nd->channels / G * k2);
+        }
+        if (nd->op == NN_OP_CONV2D || nd->op == NN_OP_BATCHNORM2D) r.dw = fmax(r.dw, (double)nd->n * nd->h * nd->w);
+        r.switches |= nd->op == NN_OP_RELU || nd->op == NN_OP_MAXPOOL2D;
+    }
+    free(depth);
+    return r;
+}
+
+static double bf16_tol(double k, int depth) { return ldexp(1.0, -8) * (2 + log2(k)) * (depth > 0 ? depth : 1); }
+
+static void run_case(const op_case *c, bool bf16)
 {
     char path[256], label[160], key[200];
     snprintf(path, sizeof path, "tests/fixtures/nn/%s.safetensors", c->name);
-    printf("%s\n", c->name);
+    printf("%s%s\n", c->name, bf16 ? " (bf16)" : "");
     st_file f;
     int rc = st_read(&f, path);
     CHECK_OK(rc);
@@ -155,26 +204,34 @@ static void run_case(const op_case *c)
     int h = xt->ndim == 4 ? (int)xt->shape[2] : 1, w = xt->ndim == 4 ? (int)xt->shape[3] : 1;
     size_t ny = numel_of(&f, "y"), nx = st_numel(xt);
     nn_exec *ex = NULL;
-    CHECK_OK(nn_exec_create(&ex, g, NULL, n, ch, h, w, c->train ? NN_EXEC_TRAINING | NN_EXEC_INPUT_GRAD : 0));
+    unsigned flags = (c->train ? NN_EXEC_TRAINING | NN_EXEC_INPUT_GRAD : 0) | (bf16 ? NN_EXEC_BF16 : 0);
+    CHECK_OK(nn_exec_create(&ex, g, NULL, n, ch, h, w, flags));
     if (!ex) goto done;
+    reductions red = reductions_of(g);
+    double tol_y = bf16 ? bf16_tol(red.fwd, red.depth) : 1e-4, tol_dx = bf16 ? bf16_tol(red.dx, red.depth) : 1e-3;
+    double tol_dw = bf16 ? bf16_tol(red.dw, red.depth) : 1e-3, tol_run = bf16 ? bf16_tol(red.dw, red.depth) : 1e-4;
+    double tol_switch = bf16 && red.switches ? sqrt(ldexp(2.0, -8)) : 0;
     float *y = calloc(ny, sizeof *y), *dx = calloc(nx, sizeof *dx);
     CHECK_OK(nn_exec_forward(ex, fx_f32(&f, "x", nx), c->train, NULL));
     /* The output node's own layout, read back as NCHW: works for 4D and (N, K) outputs. */
     CHECK_OK(nn_exec_node_output(ex, g->output, y, ny));
     snprintf(label, sizeof label, "%s forward", c->name);
-    check_close(label, y, fx_f32(&f, "y", ny), ny, 1e-4);
+    check_close(label, y, fx_f32(&f, "y", ny), ny, tol_y);
+    if (bf16 && red.depth > 0) /* the plan really rounds to bf16 (float32 would be ~1e-7 off) */
+        CHECK(max_rel_err(y, fx_f32(&f, "y", ny), ny, 1e-6) > 1e-4, "%s: bf16 output equals float32's", c->name);
     if (c->train) {
         CHECK_OK(nn_exec_backward(ex, fx_f32(&f, "dy", ny)));
         CHECK_OK(nn_exec_node_grad(ex, 0, dx, nx));
         snprintf(label, sizeof label, "%s input gradient", c->name);
-        check_close(label, dx, fx_f32(&f, "dx", nx), nx, 1e-3);
+        if (bf16) check_close_l2(label, dx, fx_f32(&f, "dx", nx), nx, tol_dx + tol_switch);
+        else check_close(label, dx, fx_f32(&f, "dx", nx), nx, tol_dx);
         for (int i = 0; i < g->nparams; i++) {
             const nn_param *p = &g->param_table[i];
             if (!nn_param_trainable_kind(p->kind)) {
                 if (p->kind == NN_BUFFER_NUM_BATCHES) continue;
                 snprintf(key, sizeof key, "b.%s", p->name);
                 snprintf(label, sizeof label, "%s %s after", c->name, p->name);
-                check_close(label, nn_param_data(g, p), fx_f32(&f, key, p->count), p->count, 1e-4);
+                check_close(label, nn_param_data(g, p), fx_f32(&f, key, p->count), p->count, tol_run);
                 continue;
             }
             snprintf(key, sizeof key, "g.%s", p->name);
@@ -186,7 +243,8 @@ static void run_case(const op_case *c)
                 continue;
             }
             snprintf(label, sizeof label, "%s grad %s", c->name, p->name);
-            check_close(label, g->grads + p->offset, fx_f32(&f, key, p->count), p->count, 1e-3);
+            if (bf16) check_close_l2(label, g->grads + p->offset, fx_f32(&f, key, p->count), p->count, tol_dw + tol_switch);
+            else check_close(label, g->grads + p->offset, fx_f32(&f, key, p->count), p->count, tol_dw);
         }
     }
     free(y);
@@ -199,6 +257,7 @@ done:
 
 int main(void)
 {
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i], false);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i], true);
     return test_finish("test_nn_ops");
 }

@@ -7,6 +7,7 @@
  * timm-style safetensors without num_batches_tracked, a legacy DenseNet file under 'network.'
  * with the old 'norm.1' keys, key-mismatch messages naming keys, and predict's preprocessing
  * against torchvision's Resize((S, S)) + ToTensor + Normalize. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,6 +127,120 @@ static void check_file(const char *file, bool resnet, const st_file *ref, int wa
     td_free(&d);
 }
 
+/* Mixed precision on the imported networks: eval logits in bf16 against torch's float32
+ * ones, then ten training steps (cross-entropy, backward, plain SGD with lr 0.05 on one batch)
+ * in float32 and in bf16 from the same weights, against PyTorch doing the same in float32 and
+ * under its bf16 autocast (tools/gen_bf16_fixtures.py). bf16 rounding moves gradients by
+ * itself -- ReLU and max-pool decisions flip, batch norm's backward cancels -- so ferc's bf16
+ * is held to PyTorch's own bf16 distance from float32: its first-step gradients may be at
+ * most 1.25 x as far (+0.01), and its losses must track float32's as closely as torch's do
+ * (twice torch's worst step, at least 0.5%). The float32 steps match torch's (1e-3, 1e-4). */
+static double rel_l2(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), den += (double)b[i] * b[i];
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* torch's first-step gradients (prec "fp32" or "bf16") laid out like g->grads */
+static bool torch_grads(const st_file *f, const nn_graph *g, const char *net, const char *prec, float *out)
+{
+    char key[200];
+    for (int i = 0; i < g->nparams; i++) {
+        const nn_param *q = &g->param_table[i];
+        if (!nn_param_trainable_kind(q->kind)) continue;
+        snprintf(key, sizeof key, "%s.%s.%s", net, prec, q->name);
+        const float *v = fx_f32(f, key, q->count);
+        if (!v) return false;
+        memcpy(out + q->offset, v, q->count * sizeof(float));
+    }
+    return true;
+}
+
+static void check_bf16(const char *file, bool resnet, const st_file *ref, const st_file *bref)
+{
+    char path[256];
+    snprintf(path, sizeof path, DIR "%s", file);
+    tensor_dict d;
+    if (td_load(&d, path, NULL)) {
+        CHECK(0, "%s", ferc_last_error());
+        return;
+    }
+    nn_graph *g = resnet ? tiny_resnet(6) : tiny_densenet(6);
+    CHECK_OK(importer_fill(g, &d, NULL, NULL, path));
+    td_free(&d);
+    const char *net = resnet ? "resnet" : "densenet";
+    char key[64], name[160];
+    snprintf(key, sizeof key, "%s_logits", net);
+    const float *want = fx_f32(ref, key, 4 * 6), *x = fx_f32(ref, "input", 4 * 3 * 32 * 32);
+    enum { STEPS = 10 };
+    snprintf(key, sizeof key, "%s.loss_fp32", net);
+    const float *tl32 = fx_f32(bref, key, STEPS);
+    snprintf(key, sizeof key, "%s.loss_bf16", net);
+    const float *tl16 = fx_f32(bref, key, STEPS);
+    float *tg[2] = {malloc(g->n_params * sizeof(float)), malloc(g->n_params * sizeof(float))};
+    if (!want || !x || !tl32 || !tl16 || !torch_grads(bref, g, net, "fp32", tg[0]) || !torch_grads(bref, g, net, "bf16", tg[1]))
+        goto out;
+    nn_exec *ex = NULL;
+    float out[4 * 6];
+    CHECK_OK(nn_exec_create(&ex, g, NULL, 4, 3, 32, 32, NN_EXEC_BF16));
+    if (ex) {
+        CHECK_OK(nn_exec_forward(ex, x, false, out));
+        snprintf(name, sizeof name, "%s bf16 eval logits", net);
+        check_close(name, out, want, 24, 2e-2); /* a dozen bf16 ops: a few u = 2^-8 */
+        CHECK(max_rel_err(out, want, 24, 1e-6) > 1e-5, "%s: bf16 logits equal float32's", net);
+    }
+    nn_exec_destroy(ex);
+
+    const int labels[4] = {0, 3, 5, 1};
+    float *p0 = malloc(g->n_params * sizeof *p0), *b0 = malloc((g->n_buffers + 1) * sizeof *b0);
+    float *grad[2] = {malloc(g->n_params * sizeof(float)), malloc(g->n_params * sizeof(float))};
+    int64_t *t0 = malloc((g->n_batches + 1) * sizeof *t0);
+    double loss[2][STEPS];
+    memcpy(p0, g->params, g->n_params * sizeof *p0);
+    memcpy(b0, g->buffers, g->n_buffers * sizeof *b0);
+    memcpy(t0, g->batches_tracked, g->n_batches * sizeof *t0);
+    for (int prec = 0; prec < 2; prec++) {
+        memcpy(g->params, p0, g->n_params * sizeof *p0);
+        memcpy(g->buffers, b0, g->n_buffers * sizeof *b0);
+        memcpy(g->batches_tracked, t0, g->n_batches * sizeof *t0);
+        ex = NULL;
+        CHECK_OK(nn_exec_create(&ex, g, NULL, 4, 3, 32, 32, NN_EXEC_TRAINING | (prec ? NN_EXEC_BF16 : 0)));
+        if (!ex) continue;
+        for (int k = 0; k < STEPS; k++) {
+            float logits[24], dl[24], l = 0;
+            CHECK_OK(nn_exec_forward(ex, x, true, logits));
+            CHECK_OK(nn_softmax_cross_entropy(logits, labels, 4, 6, 0, NULL, &l, dl, NULL));
+            CHECK_OK(nn_exec_backward(ex, dl));
+            loss[prec][k] = l;
+            if (k == 0) memcpy(grad[prec], g->grads, g->n_params * sizeof(float));
+            for (size_t i = 0; i < g->n_params; i++) g->params[i] -= 0.05f * g->grads[i];
+        }
+        nn_exec_destroy(ex);
+    }
+    snprintf(name, sizeof name, "%s fp32 first-step gradients vs torch", net);
+    check_close(name, grad[0], tg[0], g->n_params, 1e-3);
+    double ours = rel_l2(grad[1], tg[0], g->n_params), theirs = rel_l2(tg[1], tg[0], g->n_params);
+    double worst32 = 0, worst16 = 0, torch_worst = 0;
+    for (int k = 0; k < STEPS; k++) {
+        worst32 = fmax(worst32, fabs(loss[0][k] - tl32[k]) / tl32[k]);
+        worst16 = fmax(worst16, fabs(loss[1][k] - tl32[k]) / tl32[k]);
+        torch_worst = fmax(torch_worst, fabs((double)tl16[k] - tl32[k]) / tl32[k]);
+    }
+    printf("  %s bf16 training: first-step gradients rel L2 %.4f from float32 (torch's bf16: %.4f); losses %.4f -> "
+           "%.4f (float32 %.4f -> %.4f), worst step %.2e from float32 (torch's bf16: %.2e)\n", net, ours, theirs,
+           loss[1][0], loss[1][STEPS - 1], tl32[0], tl32[STEPS - 1], worst16, torch_worst);
+    CHECK(worst32 < 1e-4, "%s: float32 losses %.3e from torch's", net, worst32);
+    CHECK(ours <= 1.25 * theirs + 0.01, "%s: bf16 gradients %.4f from float32, torch's bf16 %.4f", net, ours, theirs);
+    CHECK(ours > 1e-4, "%s: bf16 gradients equal float32's (is bf16 in effect?)", net);
+    CHECK(worst16 <= fmax(2 * torch_worst, 5e-3), "%s: a bf16 step's loss %.3e from float32's (torch: %.3e)", net,
+          worst16, torch_worst);
+    free(p0), free(b0), free(t0), free(grad[0]), free(grad[1]);
+out:
+    free(tg[0]), free(tg[1]);
+    nn_graph_destroy(g);
+}
+
 static void expect_error(nn_graph *g, const char *file, const char *skip, const char *const *needles)
 {
     char path[256];
@@ -191,6 +306,11 @@ int main(void)
     expect_error(r5, "tiny_resnet.pth", "fc", (const char *[]){"unexpected", "fc.weight", "fc.bias", NULL});
     nn_graph_destroy(dn);
     nn_graph_destroy(r5);
+    st_file bref;
+    CHECK_OK(st_read(&bref, DIR "bf16_ref.safetensors"));
+    check_bf16("tiny_resnet.pth", true, &ref, &bref);
+    check_bf16("tiny_densenet.pth", false, &ref, &bref);
+    st_close(&bref);
     st_close(&ref);
 
     check_preprocess();

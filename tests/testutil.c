@@ -42,6 +42,22 @@ bool check_close(const char *name, const float *got, const float *want, size_t n
     return ok;
 }
 
+bool check_close_l2(const char *name, const float *got, const float *want, size_t n, double tol)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - (double)want[i];
+        num += d * d;
+        den += (double)want[i] * want[i];
+    }
+    double e = den > 0 ? sqrt(num / den) : sqrt(num);
+    bool ok = e <= tol;
+    printf("  %-48s rel L2 err  %.3e (tol %.0e) %s\n", name, e, tol, ok ? "ok" : "FAIL");
+    test_checks++;
+    if (!ok) test_failures++;
+    return ok;
+}
+
 const char *test_data_dir(void)
 {
     const char *d = getenv("FERC_DATA");

@@ -38,6 +38,8 @@ double max_rel_err(const float *a, const float *b, size_t n, double floor);
 double max_abs_err(const float *a, const float *b, size_t n);
 /* Prints "<name>: max rel err <e> (tol <tol>)" and records a check. */
 bool check_close(const char *name, const float *got, const float *want, size_t n, double tol);
+/* The same with the relative L2 error ||got - want|| / ||want||. */
+bool check_close_l2(const char *name, const float *got, const float *want, size_t n, double tol);
 
 /* Returns $FERC_DATA or NULL. */
 const char *test_data_dir(void);

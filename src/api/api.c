@@ -102,6 +102,9 @@ int ferc_recognizer_create_with(ferc_recognizer **out, const ferc_recognizer_opt
     p.detector = o->detector == FERC_DETECTOR_HAAR ? FACE_DETECTOR_HAAR : FACE_DETECTOR_BLAZEFACE;
     p.blazeface.min_score = o->min_score;
     p.tta = (classify_tta)o->tta;
+    if (o->precision != FERC_PRECISION_FP32 && o->precision != FERC_PRECISION_BF16)
+        return ferc_set_error(FERC_ERR_INVALID, "unknown precision %d", (int)o->precision);
+    p.bf16 = o->precision == FERC_PRECISION_BF16;
     ferc_recognizer *r = calloc(1, sizeof *r);
     if (!r) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     int rc = face_recognizer_create(&r->r, model_path, o->detector_file, &p);
@@ -144,6 +147,14 @@ int ferc_recognizer_set_tta(ferc_recognizer *r, ferc_tta tta)
                        (int)FERC_TTA_TENCROP == (int)CLASSIFY_TTA_TENCROP,
                    "ferc_tta mirrors classify_tta");
     return face_recognizer_set_tta(r->r, (classify_tta)tta);
+}
+
+int ferc_recognizer_set_precision(ferc_recognizer *r, ferc_precision precision)
+{
+    if (!r) return ferc_set_error(FERC_ERR_INVALID, "set_precision: no recognizer");
+    if (precision != FERC_PRECISION_FP32 && precision != FERC_PRECISION_BF16)
+        return ferc_set_error(FERC_ERR_INVALID, "unknown precision %d", (int)precision);
+    return face_recognizer_set_bf16(r->r, precision == FERC_PRECISION_BF16);
 }
 
 const char *ferc_recognizer_class_name(const ferc_recognizer *r, int i)

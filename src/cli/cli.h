@@ -26,6 +26,11 @@ bool cli_wants_help(int argc, char **argv);
 /* Whole-string number parsing within [lo, hi]; 0 on success, -1 otherwise (*out untouched). */
 int cli_parse_int(const char *s, int lo, int hi, int *out);
 int cli_parse_double(const char *s, double lo, double hi, double *out);
+/* --precision fp32|bf16: 0 on success (*bf16 set), -1 otherwise. */
+int cli_parse_precision(const char *s, bool *bf16);
+#define CLI_PRECISION_HELP \
+    "  --precision P        fp32 (default) or bf16: mixed precision, bf16 activations and\n" \
+    "                       convolution weights in the kernels, float32 weights and results\n"
 /* The file name part of a path. */
 const char *cli_base_name(const char *path);
 /* Where the annotated copy of img_path goes: `out` itself for a single image when `out` is not

@@ -21,7 +21,7 @@ static void usage(void)
     int n;
     const char *const *archs = models_arch_names(&n);
     printf("usage: ferc bench --arch NAME [--img-size N] [--batch B] [--mode train|infer] [--threads T]\n"
-           "                  [--steps S] [--warmup W] [--classes K] [--json]\n\n"
+           "                  [--precision fp32|bf16] [--steps S] [--warmup W] [--classes K] [--json]\n\n"
            "Times S steps after W warm-up steps on random data and reports the median images/s and\n"
            "the peak resident memory (getrusage). train: forward, cross-entropy loss, backward and an\n"
            "SGD step (momentum 0.9) with batch-norm in training mode; infer: eval forward passes.\n\n"
@@ -32,6 +32,7 @@ static void usage(void)
            "  --batch B       batch size (default %d)\n"
            "  --mode M        train (default) or infer\n"
            "  --threads T     OpenMP threads (default: OpenMP's, i.e. OMP_NUM_THREADS or all cores)\n"
+           "  --precision P   fp32 (default) or bf16 (mixed: bf16 activations and conv weights)\n"
            "  --steps S       timed steps (default %d)\n"
            "  --warmup W      untimed steps first (default %d)\n"
            "  --classes K     head size (default %d)\n"
@@ -83,7 +84,7 @@ int cmd_bench(int argc, char **argv)
     const char *arch = NULL, *mode = "train";
     int img = DEFAULT_IMG, batch = DEFAULT_BATCH, steps = DEFAULT_STEPS, warmup = DEFAULT_WARMUP;
     int classes = DEFAULT_CLASSES, threads = 0;
-    bool json = false;
+    bool json = false, bf16 = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) {
@@ -101,7 +102,9 @@ int cmd_bench(int argc, char **argv)
         else if (!strcmp(a, "--warmup")) bad = parse_int(a, v, 0, 1000000, &warmup);
         else if (!strcmp(a, "--classes")) bad = parse_int(a, v, 1, 100000, &classes);
         else if (!strcmp(a, "--threads")) bad = parse_int(a, v, 1, 1024, &threads);
-        else return cli_usage_error("bench", "unknown option '%s'", a);
+        else if (!strcmp(a, "--precision")) {
+            if (cli_parse_precision(v, &bf16)) return cli_usage_error("bench", "--precision fp32|bf16, not '%s'", v);
+        } else return cli_usage_error("bench", "unknown option '%s'", a);
         if (bad) return bad;
     }
     if (!arch) return cli_usage_error("bench", "--arch is required");
@@ -122,7 +125,7 @@ int cmd_bench(int argc, char **argv)
     double *times = calloc((size_t)steps, sizeof *times);
     int rc = times ? FERC_OK : ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     if (!rc) rc = models_build(&g, arch, classes, 42);
-    if (!rc) rc = nn_exec_create(&ex, g, NULL, batch, 3, img, img, train ? NN_EXEC_TRAINING : 0);
+    if (!rc) rc = nn_exec_create(&ex, g, NULL, batch, 3, img, img, (train ? NN_EXEC_TRAINING : 0) | (bf16 ? NN_EXEC_BF16 : 0));
     if (!rc && train) rc = make_sgd(&opt, g);
     const size_t nx = (size_t)batch * 3 * img * img, nk = (size_t)batch * classes;
     if (!rc && (!(x = malloc(nx * sizeof *x)) || !(logits = malloc(nk * sizeof *logits)) ||
@@ -154,14 +157,16 @@ int cmd_bench(int argc, char **argv)
         double peak_mib = (double)ru.ru_maxrss / 1024.0;   /* Linux reports KiB */
         int nthreads = omp_get_max_threads();
         if (json)
-            printf("{\"arch\": \"%s\", \"img_size\": %d, \"batch\": %d, \"mode\": \"%s\", \"threads\": %d, "
-                   "\"steps\": %d, \"warmup\": %d, \"images_per_s\": %.6g, \"median_step_s\": %.6g, "
+            printf("{\"arch\": \"%s\", \"img_size\": %d, \"batch\": %d, \"mode\": \"%s\", \"precision\": \"%s\", "
+                   "\"threads\": %d, \"steps\": %d, \"warmup\": %d, \"images_per_s\": %.6g, \"median_step_s\": %.6g, "
                    "\"min_step_s\": %.6g, \"max_step_s\": %.6g, \"peak_rss_mib\": %.1f}\n",
-                   arch, img, batch, mode, nthreads, steps, warmup, ips, med, times[0], times[steps - 1], peak_mib);
+                   arch, img, batch, mode, bf16 ? "bf16" : "fp32", nthreads, steps, warmup, ips, med, times[0],
+                   times[steps - 1], peak_mib);
         else
-            printf("%s %dx%d batch %d %s, %d threads: %.2f images/s (median step %.3f s over %d, min %.3f, max %.3f), "
+            printf("%s %dx%d batch %d %s %s, %d threads: %.2f images/s (median step %.3f s over %d, min %.3f, max %.3f), "
                    "peak memory %.0f MiB\n",
-                   arch, img, img, batch, mode, nthreads, ips, med, steps, times[0], times[steps - 1], peak_mib);
+                   arch, img, img, batch, mode, bf16 ? "bf16" : "fp32", nthreads, ips, med, steps, times[0],
+                   times[steps - 1], peak_mib);
         rc = CLI_OK;
     }
     free(times);

@@ -66,6 +66,7 @@ static void usage(FILE *out)
             "  --margin M           crop margin per side as a fraction of the box (default 0.02: FER's framing)\n"
             "  --tta MODE           flip (default: each face as given and mirrored, probabilities\n"
             "                       averaged), none, or tencrop (10 views per face)\n"
+            CLI_PRECISION_HELP
             "  --memory N           frames a track survives without a detection (default 10)\n"
             "  --threads N          threads for the network (default 1: a frame's few faces gain nothing\n"
             "                       from more, and spinning OpenMP threads collapse on a busy machine)\n"
@@ -103,7 +104,7 @@ static int parse_args(int argc, char **argv, opts *o)
                                              "--max-frames", "--smooth", "--detect-scale", "--detect-every",
                                              "--scale-factor", "--min-neighbors", "--min-size", "--margin",
                                              "--memory", "--size", "--pixfmt", "--fps", "--threads", "--tta",
-                                             "--detector"};
+                                             "--detector", "--precision"};
     int full = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -146,6 +147,10 @@ static int parse_args(int argc, char **argv, opts *o)
             o->rp.detect.min_w = o->rp.detect.min_h = n;
         } else if (!strcmp(a, "--tta")) {
             if (classify_tta_parse(v, &o->rp.tta)) return cli_usage_error("camera", "--tta must be none, flip or tencrop (got '%s')", v);
+        } else if (!strcmp(a, "--precision")) {
+            bool bf16;
+            if (cli_parse_precision(v, &bf16)) return cli_usage_error("camera", "--precision fp32|bf16 (got '%s')", v);
+            o->rp.bf16 = bf16;
         } else if (!strcmp(a, "--detector")) {
             if (face_detector_parse(v, &o->rp.detector)) return cli_usage_error("camera", "--detector must be haar or blazeface (got '%s')", v);
         } else if (!strcmp(a, "--margin")) {

@@ -26,7 +26,8 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ferc eval [--model MODEL] --data DIR|MANIFEST [--split val|train|test] [--root DIR]\n"
-               "                 [--tta none|flip|tencrop] [--batch N] [--threads N] [--json] [--out DIR]\n\n"
+               "                 [--tta none|flip|tencrop] [--precision fp32|bf16] [--batch N] [--threads N]\n"
+               "                 [--json] [--out DIR]\n\n"
                "  --model FILE     a ferc model (a run's best.safetensors); default: the shipped model\n"
                "  --data PATH      a class-folder tree, or a split manifest (split.csv: path,label,split)\n"
                "                   whose --split rows are evaluated; class names must match the model's\n"
@@ -42,6 +43,7 @@ static void usage(FILE *f)
                "                   by S/12 (reflect), and their mirrors (the training crops, deterministic)\n"
                "  --batch N        images per forward pass (default 64)\n"
                "  --threads N      compute threads (default: OpenMP's)\n"
+               "  --precision P    fp32 (default) or bf16 (mixed: bf16 activations and conv weights)\n"
                "  --json           one JSON object: accuracy, balanced_accuracy, macro_f1, top2_accuracy,\n"
                "                   per_class, confusion (fractions in [0, 1]), slowest, most_confident_wrong;\n"
                "                   with a manifest also duplicates_in_train, n_unique, accuracy_unique and\n"
@@ -129,6 +131,7 @@ int cmd_eval(int argc, char **argv)
     const char *model = NULL, *data = NULL, *manifest = NULL, *split_name = "val", *tta = NULL, *out = NULL,
                *root_opt = NULL;
     int json = 0, B = 64;
+    bool bf16 = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) { json = 1; continue; }
@@ -142,6 +145,9 @@ int cmd_eval(int argc, char **argv)
         else if (!strcmp(a, "--root")) root_opt = v;
         else if (!strcmp(a, "--tta")) tta = v;
         else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--precision")) {
+            if (cli_parse_precision(v, &bf16)) return cli_usage_error("eval", "--precision fp32|bf16, not '%s'", v);
+        }
         else if (!strcmp(a, "--threads")) {
             int t;
             if (cli_parse_int(v, 1, 1024, &t)) return cli_usage_error("eval", "--threads needs a positive integer, not '%s'", v);
@@ -181,6 +187,7 @@ int cmd_eval(int argc, char **argv)
     classifier *net = NULL;
     if (classifier_load(&net, model)) return cli_fail(model);
     classifier_set_tta(net, mode);
+    classifier_set_bf16(net, bf16);
     const models_meta *m = classifier_meta(net);
     int rc = CLI_FAIL, K = m->num_classes, S = m->img_size;
     data_index ix;
@@ -329,6 +336,7 @@ int cmd_eval(int argc, char **argv)
         cJSON_AddStringToObject(o, "model", model);
         cJSON_AddStringToObject(o, "data", manifest ? manifest : dir);
         cJSON_AddStringToObject(o, "tta", classify_tta_name(mode));
+        cJSON_AddStringToObject(o, "precision", bf16 ? "bf16" : "fp32");
         if (dup) {
             cJSON_AddNumberToObject(o, "duplicates_in_train", (double)n_dup);
             cJSON_AddNumberToObject(o, "n_unique", (double)mu.n);
@@ -345,8 +353,8 @@ int cmd_eval(int argc, char **argv)
     }
     if (json) printf("%s\n", js);
     else {
-        printf("model %s (%s, %d classes, %dx%d) on %s: %lld images, tta %s\n", model, m->arch, K, S, S,
-               manifest ? manifest : dir, (long long)mt.n, classify_tta_name(mode));
+        printf("model %s (%s, %d classes, %dx%d) on %s: %lld images, tta %s%s\n", model, m->arch, K, S, S,
+               manifest ? manifest : dir, (long long)mt.n, classify_tta_name(mode), bf16 ? ", bf16" : "");
         printf("accuracy %.4f  balanced accuracy %.4f  macro F1 %.4f  top-2 %.4f\n", mt.accuracy, mt.balanced_accuracy, mt.macro_f1, mt.top2_accuracy);
         if (dup)
             printf("duplicates: %zu of the %lld images have a byte-identical copy among the manifest's train rows;\n"

@@ -61,6 +61,7 @@ static void usage(void)
            "  --tta MODE      test-time augmentation: the network sees each face as given and\n"
            "                  mirrored and the probabilities are averaged (flip, the default),\n"
            "                  ten crops and their mirrors (tencrop, 10x the work), or once (none)\n"
+           "  --precision P   fp32 (default) or bf16 (mixed: bf16 activations and conv weights)\n"
            "  --no-detect     classify each whole image (no face detection)\n"
            "  --batch B       images per forward pass with --no-detect (default %d)\n"
            "  -h, --help      this help\n",
@@ -121,11 +122,12 @@ static void print_text(FILE *out, const classifier *c, const char *path, const f
 /* ---- --no-detect: whole images ------------------------------------------------------------ */
 
 static int predict_whole_images(const char *model, const char **paths, int npaths, bool json, int batch,
-                                classify_tta tta)
+                                classify_tta tta, bool bf16)
 {
     classifier *c = NULL;
     if (classifier_load(&c, model)) return cli_fail(NULL);
     classifier_set_tta(c, tta);
+    classifier_set_bf16(c, bf16);
     int rc = CLI_OK;
     const int k = classifier_meta(c)->num_classes;
     if (batch > npaths) batch = npaths;
@@ -168,6 +170,7 @@ typedef struct face_opts {
     classify_tta tta;
     face_detector_kind detector;
     bool align;
+    bool bf16;
 } face_opts;
 
 /* Reports a failure on an image, naming it once. */
@@ -300,6 +303,7 @@ static int predict_faces(const face_opts *o, const char **paths, int npaths)
     p.tta = o->tta;
     p.detector = o->detector;
     p.align = o->align;
+    p.bf16 = o->bf16;
     face_recognizer *r = NULL;
     if (face_recognizer_create(&r, o->model, o->cascade, &p)) return cli_fail(NULL);
     const int k = face_recognizer_num_classes(r);
@@ -387,7 +391,8 @@ int cmd_predict(int argc, char **argv)
         else if (!strcmp(a, "--no-detect")) no_detect = true;
         else if (!strcmp(a, "--align")) o.align = true;
         else if (!strcmp(a, "--model") || !strcmp(a, "--batch") || !strcmp(a, "--top") || !strcmp(a, "--annotate") ||
-                 !strcmp(a, "--cascade") || !strcmp(a, "--margin") || !strcmp(a, "--tta") || !strcmp(a, "--detector")) {
+                 !strcmp(a, "--cascade") || !strcmp(a, "--margin") || !strcmp(a, "--tta") || !strcmp(a, "--detector") ||
+                 !strcmp(a, "--precision")) {
             if (i + 1 >= argc) {
                 rc = cli_usage_error("predict", "%s needs a value", a);
                 break;
@@ -401,6 +406,8 @@ int cmd_predict(int argc, char **argv)
                 o.cascade = v;
             } else if (!strcmp(a, "--tta")) {
                 if (classify_tta_parse(v, &o.tta)) rc = cli_usage_error("predict", "--tta must be none, flip or tencrop, not '%s'", v);
+            } else if (!strcmp(a, "--precision")) {
+                if (cli_parse_precision(v, &o.bf16)) rc = cli_usage_error("predict", "--precision fp32|bf16, not '%s'", v);
             } else if (!strcmp(a, "--detector")) {
                 if (face_detector_parse(v, &o.detector)) rc = cli_usage_error("predict", "--detector must be haar or blazeface, not '%s'", v);
                 detector_given = true;
@@ -425,7 +432,7 @@ int cmd_predict(int argc, char **argv)
     if (rc == CLI_OK && !npaths) rc = cli_usage_error("predict", "no images given");
     if (rc == CLI_OK && no_detect && (o.annotate || o.cascade || o.margin >= 0 || top_given || detector_given || o.align))
         rc = cli_usage_error("predict", "--annotate, --cascade, --detector, --margin and --top need face detection (not with --no-detect)");
-    if (rc == CLI_OK) rc = no_detect ? predict_whole_images(o.model, paths, npaths, o.json, batch, o.tta) : predict_faces(&o, paths, npaths);
+    if (rc == CLI_OK) rc = no_detect ? predict_whole_images(o.model, paths, npaths, o.json, batch, o.tta, o.bf16) : predict_faces(&o, paths, npaths);
     free(paths);
     return rc;
 }

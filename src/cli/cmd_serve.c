@@ -27,6 +27,7 @@ static void usage(FILE *out)
             "  --timeout S         close connections idle for S seconds (default 10)\n"
             "  --sessions N        tracking sessions kept, least recently used dropped (default 64)\n"
             "  --tta MODE          flip (default), none or tencrop\n"
+            "  --precision P       fp32 (default) or bf16 (mixed: bf16 activations and conv weights)\n"
             "  --detector D        blazeface (the CNN face detector, default) or haar (OpenCV's cascade)\n"
             "  --align             turn each face so that its eyes are level before classifying it\n"
             "  --cascade FILE      face detector cascade XML (with --detector blazeface: its model file)\n"
@@ -78,7 +79,8 @@ int cmd_serve(int argc, char **argv)
     p.token = getenv("FERC_TOKEN");
     if (p.token && !*p.token) p.token = NULL;
     static const char *const with_value[] = {"--model", "--host", "--port", "--threads", "--token", "--max-body",
-                                             "--max-pixels", "--timeout", "--sessions", "--tta", "--cascade", "--detector"};
+                                             "--max-pixels", "--timeout", "--sessions", "--tta", "--cascade", "--detector",
+                                             "--precision"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         for (size_t j = 0; j < sizeof with_value / sizeof *with_value; j++)
@@ -110,6 +112,8 @@ int cmd_serve(int argc, char **argv)
             if (cli_parse_int(v, 1, 100000, &p.max_sessions)) return cli_usage_error("serve", "--sessions must be in [1, 100000] (got '%s')", v);
         } else if (!strcmp(a, "--tta")) {
             if (classify_tta_parse(v, &p.tta)) return cli_usage_error("serve", "--tta must be none, flip or tencrop (got '%s')", v);
+        } else if (!strcmp(a, "--precision")) {
+            if (cli_parse_precision(v, &p.bf16)) return cli_usage_error("serve", "--precision fp32|bf16 (got '%s')", v);
         } else if (!strcmp(a, "--detector")) {
             if (face_detector_parse(v, &p.detector)) return cli_usage_error("serve", "--detector must be haar or blazeface (got '%s')", v);
         } else if (!v) return cli_usage_error("serve", "unknown option '%s'", a);

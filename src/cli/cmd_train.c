@@ -47,6 +47,10 @@ static void usage(FILE *f)
             "  --split-manifest FILE   use this split.csv instead\n"
             "  --seed N                (default 1)\n"
             "  --threads N             compute threads (default: OpenMP's)\n"
+            "  --precision P           fp32 (default) or bf16: mixed precision, bf16 activations and\n"
+            "                          conv weights in the kernels; weights, optimizer state, batch-norm\n"
+            "                          statistics, the loss and checkpoints stay float32 (no loss\n"
+            "                          scaling needed: bf16 has float32's range)\n"
             "  --balance MODE          none|weights|sampler (default none)\n"
             "  --patience N            early stopping per phase, in epochs (default 0 = off)\n"
             "  --unfreeze-from STAGE   phase 2 trains from this stage on (default: everything)\n"
@@ -157,6 +161,9 @@ int cmd_train(int argc, char **argv)
         else if (!strcmp(a, "--freeze-epochs")) c.freeze_epochs = atoi(v);
         else if (!strcmp(a, "--epochs")) c.epochs = atoi(v);
         else if (!strcmp(a, "--threads")) c.threads = atoi(v);
+        else if (!strcmp(a, "--precision")) {
+            if (cli_parse_precision(v, &c.bf16)) return cli_usage_error("train", "--precision fp32|bf16");
+        }
         else if (!strcmp(a, "--patience")) c.patience = atoi(v);
         else if (!strcmp(a, "--lr")) c.lr = atof(v);
         else if (!strcmp(a, "--weight-decay")) c.weight_decay = atof(v);

@@ -53,6 +53,14 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return CLI_USAGE;
 }
 
+int cli_parse_precision(const char *s, bool *bf16)
+{
+    if (s && !strcmp(s, "fp32")) *bf16 = false;
+    else if (s && !strcmp(s, "bf16")) *bf16 = true;
+    else return -1;
+    return 0;
+}
+
 bool cli_wants_help(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)

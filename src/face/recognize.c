@@ -52,6 +52,7 @@ void face_recog_params_default(face_recog_params *p)
     p->max_batch = 16;
     p->tta = CLASSIFY_TTA_FLIP;
     p->align = 0;
+    p->bf16 = 0;
 }
 
 static void free_buffers(face_recognizer *r);
@@ -111,6 +112,18 @@ static int set_buffers(face_recognizer *r, classify_tta tta)
     }
     r->p.tta = tta;
     r->views = views;
+    return FERC_OK;
+}
+
+int face_recognizer_set_bf16(face_recognizer *r, bool bf16)
+{
+    if (!r) return ferc_set_error(FERC_ERR_INVALID, "set_bf16: no recognizer");
+    if (!!r->p.bf16 == bf16) return FERC_OK;
+    r->p.bf16 = bf16;
+    for (int i = 0; i < RECOG_MAX_PLANS; i++) { /* planned again on first use */
+        nn_exec_destroy(r->plans[i]);
+        r->plans[i] = NULL;
+    }
     return FERC_OK;
 }
 
@@ -343,7 +356,7 @@ static int plan(face_recognizer *r, int i, nn_exec **ex)
         const int s = r->meta.img_size;
         pthread_mutex_t *lock = r->base ? &r->base->plan_lock : &r->plan_lock;
         pthread_mutex_lock(lock);
-        int rc = nn_exec_create(&r->plans[i], r->g, NULL, 1 << i, 3, s, s, 0);
+        int rc = nn_exec_create(&r->plans[i], r->g, NULL, 1 << i, 3, s, s, r->p.bf16 ? NN_EXEC_BF16 : 0);
         pthread_mutex_unlock(lock);
         if (rc) return ferc_wrap_error(rc, "planning a batch of %d faces", 1 << i);
     }

@@ -67,6 +67,7 @@ typedef struct face_recog_params {
                                   network in the same batch, results averaged */
     int align;                 /* with the CNN: crop each face turned so that its eyes are level
                                   (off by default; bench_framing --rotate measures it) */
+    int bf16;                  /* the classifier in mixed precision (NN_EXEC_BF16); default 0 */
 } face_recog_params;
 
 /* The CNN detector (BlazeFace); for Haar, OpenCV's detection defaults at full resolution;
@@ -87,6 +88,8 @@ int face_recognizer_create(face_recognizer **out, const char *model_path, const 
 int face_recognizer_share(face_recognizer **out, face_recognizer *base);
 /* Changes the test-time augmentation (buffers are reallocated; plans are kept). */
 int face_recognizer_set_tta(face_recognizer *r, classify_tta tta);
+/* The classifier's precision from the next face on: bf16 (mixed) or float32. */
+int face_recognizer_set_bf16(face_recognizer *r, bool bf16);
 void face_recognizer_destroy(face_recognizer *r);
 const models_meta *face_recognizer_meta(const face_recognizer *r);
 /* Class name of label i ("0", "1", ... when the file names none); NULL when out of range. */

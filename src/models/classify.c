@@ -13,6 +13,7 @@ struct classifier {
     nn_exec *ex;        /* planned for ex_batch inputs, or NULL */
     int ex_batch;
     classify_tta tta;
+    bool bf16;          /* plans in bf16 (NN_EXEC_BF16) */
     char **default_names; /* "0", "1", ... when the file has no class names */
 };
 
@@ -179,6 +180,14 @@ void classify_tta_average(const float *view_probs, int views, size_t nk, float *
 
 void classifier_set_tta(classifier *c, classify_tta t) { c->tta = t; }
 
+void classifier_set_bf16(classifier *c, bool bf16)
+{
+    if (c->bf16 == bf16) return;
+    c->bf16 = bf16;
+    nn_exec_destroy(c->ex); /* planned again on the next run */
+    c->ex = NULL;
+}
+
 static int run_plain(classifier *c, const float *x, int n, float *out)
 {
     const int s = c->meta.img_size;
@@ -186,7 +195,7 @@ static int run_plain(classifier *c, const float *x, int n, float *out)
     if (!c->ex || c->ex_batch != n) {
         nn_exec_destroy(c->ex);
         c->ex = NULL;
-        if ((rc = nn_exec_create(&c->ex, c->g, NULL, n, 3, s, s, 0))) return rc;
+        if ((rc = nn_exec_create(&c->ex, c->g, NULL, n, 3, s, s, c->bf16 ? NN_EXEC_BF16 : 0))) return rc;
         c->ex_batch = n;
     }
     return nn_exec_forward(c->ex, x, false, out);

@@ -77,5 +77,8 @@ void classify_tta_view(const float *src, float *dst, int n, int S, classify_tta 
 void classify_tta_average(const float *view_probs, int views, size_t nk, float *logits, float *probs);
 /* classifier_run averages over these views from now on (default none). */
 void classifier_set_tta(classifier *c, classify_tta t);
+/* Mixed precision (bf16 activations and convolution weights, NN_EXEC_BF16) from now on;
+ * default false (float32). */
+void classifier_set_bf16(classifier *c, bool bf16);
 
 #endif

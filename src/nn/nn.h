@@ -171,6 +171,13 @@ typedef struct nn_exec nn_exec;
 enum {
     NN_EXEC_TRAINING = 1,   /* plan for backward (keep activations, allocate gradients) */
     NN_EXEC_INPUT_GRAD = 2, /* also compute the gradient with respect to the input */
+    /* Mixed precision: activations, their gradients and convolution weights go to the
+     * kernels in bfloat16; parameters, gradients, optimizer state, batch-norm statistics,
+     * the linear head, the input and the output stay float32 (so does everything a plan
+     * shows through this API). No loss scaling is needed: bf16 has float32's exponent range.
+     * Needs a CPU with AVX-512 (AVX512_BF16 for speed); elsewhere planning fails with
+     * FERC_ERR_BACKEND. */
+    NN_EXEC_BF16 = 4,
 };
 
 /* Plans g for input (n, c, h, w) on `backend` (NULL: the default, oneDNN). */

@@ -85,6 +85,10 @@ struct ond {
     /* Interface memories (plain NCHW / NC). */
     dnnl_memory_t in_user, out_user, dout_user;
     dnnl_primitive_t out_reorder, dout_reorder;
+    /* Data type of activations and their gradients between primitives: f32, or bf16 with
+     * NN_EXEC_BF16 (then convolution weights go to the kernels in bf16 too; parameters,
+     * their gradients, batch-norm statistics, the linear head and the output stay f32). */
+    dnnl_data_type_t act;
     int err;
 };
 
@@ -185,10 +189,10 @@ static void md_plain(dnnl_memory_desc_t *md, int n, int c, int h, int w)
     dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_nchw);
 }
 
-static void md_any(dnnl_memory_desc_t *md, int n, int c, int h, int w)
+static void md_any(dnnl_memory_desc_t *md, int n, int c, int h, int w, dnnl_data_type_t dt)
 {
     dnnl_dims_t d = {n, c, h, w};
-    dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(md, 4, d, dt, dnnl_format_tag_any);
 }
 
 static void md_1d(dnnl_memory_desc_t *md, int64_t c)
@@ -462,13 +466,13 @@ static int plan_conv(ond *b, int i)
     bool training = ex->flags & NN_EXEC_TRAINING;
 
     dnnl_memory_desc_t src_any, wei_any, dst_any, bias_md, wei_user_md;
-    md_any(&src_any, nd->n, in->channels, in->h, in->w);
-    md_any(&dst_any, nd->n, nd->channels, nd->h, nd->w);
+    md_any(&src_any, nd->n, in->channels, in->h, in->w, b->act);
+    md_any(&dst_any, nd->n, nd->channels, nd->h, nd->w, b->act);
     /* groups: oneDNN's (G, O/G, I/G, kh, kw), the same bytes as torch's (O, I/G, kh, kw) */
     const int G = a->groups > 1 ? a->groups : 1;
     dnnl_dims_t wd = {nd->channels, in->channels, a->kernel, a->kernel};
     dnnl_dims_t wdg = {G, nd->channels / G, in->channels / G, a->kernel, a->kernel};
-    dnnl_memory_desc_init_by_tag(&wei_any, G > 1 ? 5 : 4, G > 1 ? wdg : wd, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&wei_any, G > 1 ? 5 : 4, G > 1 ? wdg : wd, b->act, dnnl_format_tag_any);
     dnnl_memory_desc_init_by_tag(&wei_user_md, G > 1 ? 5 : 4, G > 1 ? wdg : wd, dnnl_f32, G > 1 ? dnnl_goihw : dnnl_oihw);
     md_1d(&bias_md, nd->channels);
     dnnl_dims_t strides = {a->stride, a->stride}, pl, pr;
@@ -517,7 +521,8 @@ static int plan_conv(ond *b, int i)
     /* Backward: weights first (it reads diff_dst and src), then data. */
     if (ex->trainable[i]) {
         dnnl_convolution_desc_t bwd;
-        dnnl_memory_desc_t dw_any = wei_any;
+        dnnl_memory_desc_t dw_any; /* weight gradients in f32 even from bf16 data */
+        dnnl_memory_desc_init_by_tag(&dw_any, G > 1 ? 5 : 4, G > 1 ? wdg : wd, dnnl_f32, dnnl_format_tag_any);
         TRY(dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, src_md, &dw_any,
                                                         pb ? &bias_md : NULL, &on->md, strides, pl, pr),
             "convolution backward-weights setup", i);
@@ -748,7 +753,7 @@ static int plan_pool(ond *b, int i)
         pads(ind->w, nd->w, a->kernel, a->stride, a->pad, &pl[1], &pr[1]);
     }
     dnnl_memory_desc_t dst_any;
-    md_any(&dst_any, nd->n, nd->channels, nd->h, nd->w);
+    md_any(&dst_any, nd->n, nd->channels, nd->h, nd->w, oin->md.data_type);
     dnnl_pooling_desc_t pd_;
     TRY(dnnl_pooling_forward_desc_init(&pd_, training ? dnnl_forward_training : dnnl_forward_inference, alg, &oin->md,
                                        &dst_any, strides, kernel, pl, pr),
@@ -768,7 +773,7 @@ static int plan_pool(ond *b, int i)
     if (!rc && ex->needs_grad[in]) {
         dnnl_pooling_desc_t bd;
         dnnl_memory_desc_t dsrc_any;
-        md_any(&dsrc_any, ind->n, ind->channels, ind->h, ind->w);
+        md_any(&dsrc_any, ind->n, ind->channels, ind->h, ind->w, oin->md.data_type);
         dnnl_status_t st = dnnl_pooling_backward_desc_init(&bd, alg, &oin->md, &on->md, strides, kernel, pl, pr);
         if (st != dnnl_success) rc = dnnl_fail(b, st, "pooling backward setup", i);
         dnnl_primitive_desc_t bpd = NULL;
@@ -1048,16 +1053,31 @@ static int plan_dropout(ond *b, int i)
     const nn_node *nd = &b->g->nodes[i];
     int in = nd->inputs[0];
     ond_node *on = &b->nodes[i], *oin = &b->nodes[in];
-    on->md = oin->md;
+    /* The mask works on floats: a bf16 input is read through a plain f32 copy, and the
+     * output is plain f32 (the next convolution converts it back). */
+    dnnl_memory_t x = oin->mem;
+    bool convert = oin->md.data_type != dnnl_f32;
+    if (convert) {
+        md_plain(&on->md, nd->n, nd->channels, nd->h, nd->w);
+        CHECK_RC(mk_mem(b, &x, &on->md, NULL, i));
+        CHECK_RC(push_reorder(b, &b->fwd_train, oin->mem, x, false, i));
+        CHECK_RC(push_reorder(b, &b->fwd_eval, oin->mem, x, false, i));
+    } else {
+        on->md = oin->md;
+    }
     CHECK_RC(mk_out(b, i));
     on->mask_len = dnnl_memory_desc_get_size(&on->md) / sizeof(float);
     on->mask = calloc(on->mask_len, 1);
     if (!on->mask) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
-    CHECK_RC(push_fn(&b->fwd_train, dropout_fwd, i, oin->mem, on->mem, NULL));
-    CHECK_RC(push_fn(&b->fwd_eval, dropout_eval, i, oin->mem, on->mem, NULL));
-    if (ex->needs_grad[in])
-        CHECK_RC(push_fn(&b->bwd, dropout_bwd, i, on->diff, oin->diff, accumulates(ex, i, in) ? on->diff : NULL));
-    return FERC_OK;
+    CHECK_RC(push_fn(&b->fwd_train, dropout_fwd, i, x, on->mem, NULL));
+    CHECK_RC(push_fn(&b->fwd_eval, dropout_eval, i, x, on->mem, NULL));
+    if (!ex->needs_grad[in]) return FERC_OK;
+    if (!convert)
+        return push_fn(&b->bwd, dropout_bwd, i, on->diff, oin->diff, accumulates(ex, i, in) ? on->diff : NULL);
+    diff_target t;
+    CHECK_RC(diff_target_for(b, i, in, &on->md, &t));
+    CHECK_RC(push_fn(&b->bwd, dropout_bwd, i, on->diff, t.dst, NULL));
+    return finish_diff(b, i, &t);
 }
 
 /* ---- driver ---------------------------------------------------------------------------------- */
@@ -1136,6 +1156,7 @@ static int plan(nn_exec *ex)
     ex->state = b;
     b->ex = ex;
     b->g = ex->g;
+    b->act = ex->flags & NN_EXEC_BF16 ? dnnl_bf16 : dnnl_f32;
     int nn = ex->g->nnodes;
     int rc = FERC_OK;
     step_list *node_bwd = calloc((size_t)nn, sizeof *node_bwd);

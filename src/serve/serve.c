@@ -101,6 +101,7 @@ void serve_params_default(serve_params *p)
     p->timeout_s = 10;
     p->max_sessions = 64;
     p->tta = CLASSIFY_TTA_FLIP;
+    p->bf16 = false;
     p->detector = FACE_DETECTOR_BLAZEFACE;
 }
 
@@ -461,6 +462,7 @@ static char *model_info(serve *s, const char *model_path)
         cJSON_AddItemToArray(cls, cJSON_CreateString(face_recognizer_class_name(s->base, i)));
     cJSON_AddNumberToObject(o, "input_size", m->img_size);
     cJSON_AddStringToObject(o, "tta", classify_tta_name(s->p.tta));
+    cJSON_AddStringToObject(o, "precision", s->p.bf16 ? "bf16" : "fp32");
     cJSON_AddStringToObject(o, "detector", face_detector_name(s->p.detector));
     const char *slash = strrchr(model_path, '/');
     cJSON_AddStringToObject(o, "model", slash ? slash + 1 : model_path);
@@ -857,6 +859,7 @@ static int create(serve **out, const serve_params *p, int listen)
     face_recog_params rp;
     face_recog_params_default(&rp);
     rp.tta = p->tta;
+    rp.bf16 = p->bf16;
     rp.detector = p->detector;
     rp.align = p->align;
     s->pool = calloc((size_t)p->workers, sizeof *s->pool);

@@ -55,6 +55,7 @@ typedef struct serve_params {
     int timeout_s;         /* idle connection timeout (default 10) */
     int max_sessions;      /* tracked sessions kept (default 64) */
     classify_tta tta;      /* default flip */
+    bool bf16;             /* the classifier in mixed precision (default false: float32) */
     face_detector_kind detector; /* FACE_DETECTOR_BLAZEFACE (default) or FACE_DETECTOR_HAAR */
     int align;             /* turn faces to level their eyes (CNN only; default off) */
     /* One line per request, and the server's own messages; NULL: silent. Called from the

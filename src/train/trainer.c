@@ -130,6 +130,7 @@ static int write_config(const trainer_config *c, const char *path)
     cJSON_AddStringToObject(o, "seed", seed);
     cJSON_AddNumberToObject(o, "threads", c->threads);
     cJSON_AddStringToObject(o, "balance", balance_name(c->balance));
+    cJSON_AddStringToObject(o, "precision", c->bf16 ? "bf16" : "fp32");
     cJSON_AddNumberToObject(o, "patience", c->patience);
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
@@ -198,6 +199,12 @@ int trainer_config_read(const char *run_dir, trainer_config *c)
     if (s && !rc) rc = sched_kind_parse(s, &c->schedule);
     s = cJSON_GetStringValue(cJSON_GetObjectItem(o, "seed"));
     if (s) c->seed = strtoull(s, NULL, 10);
+    s = cJSON_GetStringValue(cJSON_GetObjectItem(o, "precision"));
+    if (s && strcmp(s, "fp32") && strcmp(s, "bf16")) {
+        rc = ferc_set_error(FERC_ERR_FORMAT, "%s: unknown precision '%s' (fp32 or bf16)", path, s);
+        goto bad;
+    }
+    c->bf16 = s && !strcmp(s, "bf16");
     s = cJSON_GetStringValue(cJSON_GetObjectItem(o, "balance"));
     c->balance = s && !strcmp(s, "weights") ? TRAINER_BALANCE_WEIGHTS
                : s && !strcmp(s, "sampler") ? TRAINER_BALANCE_SAMPLER : TRAINER_BALANCE_NONE;
@@ -410,7 +417,8 @@ static int begin_phase(run *r, int phase)
     r->ex = NULL;
     optim_destroy(r->opt);
     r->opt = NULL;
-    if ((rc = nn_exec_create(&r->ex, r->g, NULL, r->B, 3, r->S, r->S, NN_EXEC_TRAINING))) return rc;
+    if ((rc = nn_exec_create(&r->ex, r->g, NULL, r->B, 3, r->S, r->S, NN_EXEC_TRAINING | (c->bf16 ? NN_EXEC_BF16 : 0))))
+        return rc;
     optim_range *ranges = calloc((size_t)r->g->nparams, sizeof *ranges);
     if (!ranges) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     int nr = 0;
@@ -652,7 +660,7 @@ static int features_prepare(run *r)
     data_loader *L = NULL;
     nn_exec *ex = NULL;
     int rc = data_loader_create(&L, r->cache, r->train_idx, r->n_train, r->tf_val, &po);
-    if (!rc) rc = nn_exec_create(&ex, r->g, NULL, r->B, 3, r->S, r->S, 0);
+    if (!rc) rc = nn_exec_create(&ex, r->g, NULL, r->B, 3, r->S, r->S, r->cfg.bf16 ? NN_EXEC_BF16 : 0);
     float *f = rc ? NULL : malloc((size_t)r->B * D * sizeof(float));
     if (!rc && !f) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     if (!rc) rc = data_loader_start_epoch(L, 0);

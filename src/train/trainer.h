@@ -73,6 +73,9 @@ typedef struct trainer_config {
     int patience;                       /* 0 = no early stopping */
     int max_steps;                      /* tests: request a stop after this many steps in total (0 = none) */
     bool cache_features;                /* phase 1: no augmentation, backbone features computed once */
+    bool bf16;                          /* mixed precision (NN_EXEC_BF16): bf16 activations and conv
+                                           weights in the kernels; weights, optimizer, checkpoints,
+                                           batch-norm statistics and the loss stay float32 */
     volatile sig_atomic_t *stop;        /* may be NULL */
 } trainer_config;
 
