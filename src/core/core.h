@@ -42,6 +42,8 @@ void     rng_shuffle_u32(rng *r, uint32_t *v, size_t n);   /* Fisher-Yates */
 
 /* ---- time -------------------------------------------------------------------------------- */
 double   time_now(void);                     /* monotonic seconds */
+/* The process's resident memory now (/proc/self/statm), in bytes; 0 when unknown. */
+size_t   process_rss_bytes(void);
 
 /* ---- files ------------------------------------------------------------------------------- */
 /* Reads a whole file; the caller frees *data. */

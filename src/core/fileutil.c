@@ -22,6 +22,17 @@ double time_now(void)
 
 const char *ferc_version(void) { return FERC_VERSION; }
 
+size_t process_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    unsigned long long size = 0, resident = 0;
+    int n = fscanf(f, "%llu %llu", &size, &resident);
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return n == 2 && page > 0 ? (size_t)resident * (size_t)page : 0;
+}
+
 int file_read_all(const char *path, uint8_t **data, size_t *size)
 {
     *data = NULL;

@@ -85,6 +85,11 @@ static int build(nn_graph *g, const int (*blocks)[3], int nblocks, blazeface *b)
     d = nn_relu(g, nn_conv2d(g, "down.pw", d, c, 1, 1, 0, true));
     b->out_cls8 = nn_conv2d(g, "head8.cls", d, 6, 1, 1, 0, true);
     b->out_reg8 = nn_conv2d(g, "head8.reg", d, 6 * BLAZEFACE_REGS, 1, 1, 0, true);
+    /* the four heads are read after the pass */
+    nn_keep_output(g, b->out_cls16);
+    nn_keep_output(g, b->out_reg16);
+    nn_keep_output(g, b->out_cls8);
+    nn_keep_output(g, b->out_reg8);
     return nn_graph_finalize(g);
 }
 

@@ -39,6 +39,10 @@ struct nn_backend {
     int (*backward)(nn_exec *ex, const float *dout);
     /* Copies a node's output (grad false) or its gradient (grad true) out as plain NCHW. */
     int (*node_output)(nn_exec *ex, int node, bool grad, float *out, size_t count);
+    /* Is that still there after a pass (not shared with a later activation)? */
+    bool (*readable)(const nn_exec *ex, int node, bool grad);
+    /* Bytes the plan allocated (see nn_exec_planned_bytes). */
+    size_t (*planned_bytes)(const nn_exec *ex);
 };
 
 /* The oneDNN (CPU) backend. */

@@ -85,6 +85,7 @@ int nn_exec_create(nn_exec **out, nn_graph *g, const nn_backend *backend, int n,
 
 int nn_exec_forward(nn_exec *ex, const float *x, bool train, float *out)
 {
+    if (ex->flags & NN_EXEC_DRY_RUN) return ferc_set_error(FERC_ERR_INVALID, "nn: a dry-run plan cannot run");
     if (train && !(ex->flags & NN_EXEC_TRAINING))
         return ferc_set_error(FERC_ERR_INVALID, "nn: a training forward pass needs an executor planned for training");
     int rc = ex->backend->forward(ex, x, train, out);
@@ -120,7 +121,17 @@ static int node_read(nn_exec *ex, int node, bool grad, float *out, size_t count)
     if (grad && !ex->needs_grad[node])
         return ferc_set_error(FERC_ERR_INVALID, "nn: node '%s' has no gradient (frozen, or not planned for training)",
                               nd->name);
+    if (ex->backend->readable && !ex->backend->readable(ex, node, grad))
+        return ferc_set_error(FERC_ERR_INVALID,
+                              "nn: the %s of node '%s' shares memory with later ones in this plan (nn_keep_output "
+                              "keeps an output; of gradients only the input's is kept)", grad ? "gradient" : "output",
+                              nd->name);
     return ex->backend->node_output(ex, node, grad, out, count);
+}
+
+size_t nn_exec_planned_bytes(const nn_exec *ex)
+{
+    return ex && ex->backend->planned_bytes ? ex->backend->planned_bytes(ex) : 0;
 }
 
 int nn_exec_node_output(nn_exec *ex, int node, float *out, size_t count)

@@ -299,6 +299,14 @@ int nn_set_output(nn_graph *g, int x)
     return FERC_OK;
 }
 
+int nn_keep_output(nn_graph *g, int x)
+{
+    if (g->error) return g->error;
+    if (x < 0 || x >= g->nnodes) return fail(g, FERC_ERR_INVALID, "nn: keep_output of a node that does not exist");
+    g->nodes[x].keep = true;
+    return FERC_OK;
+}
+
 int nn_graph_finalize(nn_graph *g)
 {
     if (!g) return ferc_set_error(FERC_ERR_INVALID, "nn: NULL graph");

@@ -16,6 +16,13 @@
  * once, so that a training step allocates nothing. Tensors at the interface are float32 NCHW
  * (input) and (N, K) row-major (output).
  *
+ * Memory: buffers are planned by liveness. In an inference plan two activations that are
+ * never alive at the same time share memory (only the output and nodes marked with
+ * nn_keep_output stay readable afterwards); in a training plan the forward activations
+ * stay (backward reads them) and the gradients of activations share memory the same way
+ * (only the input's, with NN_EXEC_INPUT_GRAD, stays readable). nn_exec_planned_bytes gives
+ * the total a plan allocates.
+ *
  * Freezing: a frozen parameter gets no gradient and no update; a node none of whose inputs
  * needs a gradient and whose own parameters are frozen is skipped in the backward pass, so a
  * frozen prefix of the network costs no backward work. A batch-norm node whose parameters are
@@ -98,6 +105,7 @@ typedef struct nn_node {
     int param_first, param_count; /* range in g->param_table */
     int channels;               /* output channels (known at build time) */
     int n, h, w;                /* output shape, from the last nn_graph_infer_shapes */
+    bool keep;                  /* its output stays readable after a forward pass (nn_keep_output) */
 } nn_node;
 
 typedef struct nn_graph {
@@ -141,6 +149,10 @@ int nn_add(nn_graph *g, int a, int b);
 int nn_dropout(nn_graph *g, int x, float p);
 /* Marks the output node (default: the last node added). */
 int nn_set_output(nn_graph *g, int x);
+/* Keeps node x's output readable with nn_exec_node_output after an inference pass. Plans
+ * otherwise let activations that are no longer needed share memory (see nn_exec_create);
+ * the network's output is always kept. */
+int nn_keep_output(nn_graph *g, int x);
 /* Allocates the flat buffers (zeroed; running_var set to 1) once the graph is complete.
  * Returns the sticky builder error, if any. */
 int nn_graph_finalize(nn_graph *g);
@@ -178,6 +190,10 @@ enum {
      * Needs a CPU with AVX-512 (AVX512_BF16 for speed); elsewhere planning fails with
      * FERC_ERR_BACKEND. */
     NN_EXEC_BF16 = 4,
+    /* Plan only, to learn nn_exec_planned_bytes: nothing is allocated and the plan cannot run. */
+    NN_EXEC_DRY_RUN = 8,
+    /* Every buffer its own (no liveness sharing): for tests and for reading every node. */
+    NN_EXEC_NO_SHARING = 16,
 };
 
 /* Plans g for input (n, c, h, w) on `backend` (NULL: the default, oneDNN). */
@@ -204,6 +220,9 @@ int nn_exec_node_output(nn_exec *ex, int node, float *out, size_t count);
 /* Reads back the gradient of a node's output after nn_exec_backward (node 0 = the input,
  * with NN_EXEC_INPUT_GRAD), as float32 NCHW. */
 int nn_exec_node_grad(nn_exec *ex, int node, float *out, size_t count);
+/* Bytes the plan allocated: activations, their gradients, layout copies of weights,
+ * workspaces and scratch (not the graph's own parameters, gradients and buffers). */
+size_t nn_exec_planned_bytes(const nn_exec *ex);
 
 /* ---- loss -------------------------------------------------------------------------------- */
 /* Softmax cross-entropy with torch.nn.functional.cross_entropy semantics (mean reduction,

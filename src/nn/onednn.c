@@ -20,6 +20,16 @@
  *
  * Scratch: primitives use one user-managed scratchpad; short-lived gradient temporaries share
  * one buffer (each is produced and consumed inside one node's backward step).
+ *
+ * Liveness: node outputs of an inference plan and activation gradients of a training plan are
+ * virtual buffers ("vbufs") with a lifetime on one time axis -- forward step of node i at time
+ * i, its backward step at 2N - i, the output gradient's copy-in at N -- and memories that are
+ * views of one (a 2D view for the linear layer, a channel slice for concat) hang on the same
+ * vbuf. After planning, vbufs whose lifetimes do not overlap are packed into one arena (the
+ * largest first, each at the lowest offset free for its lifetime) and every memory gets its
+ * address. Outputs that must stay readable (the network's, nn_keep_output's) live to the end.
+ * A layout with padding (blocked channels not a multiple of the block) keeps its own zeroed
+ * buffer, since kernels rely on the padding staying zero.
  */
 #include <dnnl.h>
 #include <stdlib.h>
@@ -60,6 +70,13 @@ typedef struct ond_node {
     size_t mask_len;
 } ond_node;
 
+typedef struct vbuf {
+    size_t size, offset;
+    int first, last;        /* lifetime, inclusive (see the top) */
+    dnnl_memory_t *mems;    /* the memories that get this buffer's address */
+    int nmems, cap;
+} vbuf;
+
 struct ond {
     nn_exec *ex;
     nn_graph *g;
@@ -89,6 +106,14 @@ struct ond {
      * NN_EXEC_BF16 (then convolution weights go to the kernels in bf16 too; parameters,
      * their gradients, batch-norm statistics, the linear head and the output stay f32). */
     dnnl_data_type_t act;
+    /* Liveness planning: per node the vbuf of its output and of its gradient (-1: a buffer
+     * of its own), and the arena they are packed into. */
+    bool share_fwd, share_diff;
+    vbuf *vbs;
+    int nvb, cap_vb;
+    int *out_vb, *diff_vb;
+    void *arena;
+    size_t arena_size, own_bytes; /* own_bytes: buffers allocated one by one */
     int err;
 };
 
@@ -139,7 +164,9 @@ static int push_step(step_list *l, const step *s)
 /* Creates a memory; handle NULL = library-allocated. */
 static int mk_mem(ond *b, dnnl_memory_t *m, const dnnl_memory_desc_t *md, void *handle, int node)
 {
-    TRY(dnnl_memory_create(m, md, b->eng, handle ? handle : DNNL_MEMORY_ALLOCATE), "memory allocation", node);
+    bool dry = (b->ex->flags & NN_EXEC_DRY_RUN) && !handle;
+    TRY(dnnl_memory_create(m, md, b->eng, handle ? handle : dry ? DNNL_MEMORY_NONE : DNNL_MEMORY_ALLOCATE),
+        "memory allocation", node);
     CHECK_RC(grow((void **)&b->mems, &b->cap_mems, b->nmems, sizeof(dnnl_memory_t)));
     b->mems[b->nmems++] = *m;
     if (!handle) {
@@ -147,7 +174,135 @@ static int mk_mem(ond *b, dnnl_memory_t *m, const dnnl_memory_desc_t *md, void *
         void *h;
         dnnl_memory_get_data_handle(*m, &h);
         if (h) memset(h, 0, dnnl_memory_desc_get_size(md));
+        b->own_bytes += dnnl_memory_desc_get_size(md);
     }
+    return FERC_OK;
+}
+
+/* ---- liveness planning (see the top) ------------------------------------------------------ */
+
+/* No padding: the buffer holds exactly the tensor's elements. */
+static bool md_unpadded(const dnnl_memory_desc_t *md)
+{
+    size_t n = 1;
+    for (int d = 0; d < md->ndims; d++) n *= (size_t)md->dims[d];
+    size_t es = md->data_type == dnnl_f32 || md->data_type == dnnl_s32 ? 4 : md->data_type == dnnl_bf16 || md->data_type == dnnl_f16 ? 2 : 1;
+    return md->ndims > 0 && dnnl_memory_desc_get_size(md) == n * es;
+}
+
+static int vb_attach(ond *b, int id, dnnl_memory_t m)
+{
+    vbuf *v = &b->vbs[id];
+    CHECK_RC(grow((void **)&v->mems, &v->cap, v->nmems, sizeof(dnnl_memory_t)));
+    v->mems[v->nmems++] = m;
+    return FERC_OK;
+}
+
+/* A memory with no buffer yet, registered for destruction and hung on vbuf `id`. */
+static int mk_vmem(ond *b, dnnl_memory_t *m, const dnnl_memory_desc_t *md, int id, int node)
+{
+    TRY(dnnl_memory_create(m, md, b->eng, DNNL_MEMORY_NONE), "memory creation", node);
+    CHECK_RC(grow((void **)&b->mems, &b->cap_mems, b->nmems, sizeof(dnnl_memory_t)));
+    b->mems[b->nmems++] = *m;
+    return vb_attach(b, id, *m);
+}
+
+/* A new vbuf of md's size with a memory on it. */
+static int mk_shared(ond *b, dnnl_memory_t *m, const dnnl_memory_desc_t *md, int *id, int node)
+{
+    CHECK_RC(grow((void **)&b->vbs, &b->cap_vb, b->nvb, sizeof(vbuf)));
+    *id = b->nvb++;
+    b->vbs[*id] = (vbuf){.size = dnnl_memory_desc_get_size(md), .first = 1 << 30, .last = -1};
+    return mk_vmem(b, m, md, *id, node);
+}
+
+/* A memory with layout md over the buffer of `base` (vbuf `id`, or -1: its own buffer). */
+static int mk_view(ond *b, dnnl_memory_t *m, const dnnl_memory_desc_t *md, dnnl_memory_t base, int id, int node)
+{
+    if (id >= 0) return mk_vmem(b, m, md, id, node);
+    void *h = NULL;
+    dnnl_memory_get_data_handle(base, &h);
+    return mk_mem(b, m, md, h, node);
+}
+
+static void vb_live(vbuf *v, int t)
+{
+    if (t < v->first) v->first = t;
+    if (t > v->last) v->last = t;
+}
+
+static int cmp_size_desc(const void *a, const void *b)
+{
+    const vbuf *x = *(const vbuf *const *)a, *y = *(const vbuf *const *)b;
+    return (x->size < y->size) - (x->size > y->size);
+}
+
+/* Lifetimes from the graph, then the arena: largest first, lowest free offset. */
+static int pack_vbufs(ond *b)
+{
+    const nn_graph *g = b->g;
+    const nn_exec *ex = b->ex;
+    const int N = g->nnodes, END = 1 << 29;
+    if (!b->nvb) return FERC_OK;
+    for (int i = 0; i < N; i++) {
+        const nn_node *nd = &g->nodes[i];
+        if (b->out_vb[i] >= 0) {
+            vbuf *v = &b->vbs[b->out_vb[i]];
+            vb_live(v, i);
+            if (i == g->output || nd->keep) vb_live(v, END);
+        }
+        for (int j = 0; j < nd->ninputs; j++) {
+            int in = nd->inputs[j];
+            if (b->out_vb[in] >= 0) vb_live(&b->vbs[b->out_vb[in]], i);
+        }
+        if (b->diff_vb[i] >= 0) {
+            vbuf *v = &b->vbs[b->diff_vb[i]];
+            vb_live(v, i == g->output ? N : 2 * N - ex->last_consumer[i]); /* first written */
+            vb_live(v, 2 * N - i);                                          /* read by its own backward */
+            if (i == 0 && (ex->flags & NN_EXEC_INPUT_GRAD)) vb_live(v, END);
+        }
+    }
+    vbuf **order = malloc((size_t)b->nvb * sizeof *order);
+    vbuf **placed = malloc((size_t)b->nvb * sizeof *placed);
+    if (!order || !placed) {
+        free(order);
+        free(placed);
+        return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    }
+    for (int k = 0; k < b->nvb; k++) order[k] = &b->vbs[k];
+    qsort(order, (size_t)b->nvb, sizeof *order, cmp_size_desc);
+    int np = 0;
+    size_t total = 0;
+    for (int k = 0; k < b->nvb; k++) {
+        vbuf *v = order[k];
+        size_t size = (v->size + 63) & ~(size_t)63, off = 0;
+        /* placed buffers alive at the same time, in offset order: slide past each overlap */
+        for (bool moved = true; moved;) {
+            moved = false;
+            for (int q = 0; q < np; q++) {
+                const vbuf *o = placed[q];
+                if (o->last < v->first || o->first > v->last) continue;
+                size_t osz = (o->size + 63) & ~(size_t)63;
+                if (off < o->offset + osz && o->offset < off + size) {
+                    off = o->offset + osz;
+                    moved = true;
+                }
+            }
+        }
+        v->offset = off;
+        placed[np++] = v;
+        if (off + size > total) total = off + size;
+    }
+    free(order);
+    free(placed);
+    b->arena_size = total;
+    if (b->ex->flags & NN_EXEC_DRY_RUN) return FERC_OK;
+    b->arena = aligned_alloc(64, total ? total : 64);
+    if (!b->arena) return ferc_set_error(FERC_ERR_NOMEM, "out of memory for activations (%zu MiB)", total >> 20);
+    memset(b->arena, 0, total);
+    for (int k = 0; k < b->nvb; k++)
+        for (int m = 0; m < b->vbs[k].nmems; m++)
+            dnnl_memory_set_data_handle(b->vbs[k].mems[m], (char *)b->arena + b->vbs[k].offset);
     return FERC_OK;
 }
 
@@ -328,11 +483,27 @@ static int finish_diff(ond *b, int node, const diff_target *t)
 
 /* The output memory of node i (layout on->md already chosen) and, when it takes part in
  * the backward pass, its gradient. */
-static int mk_out(ond *b, int i)
+static int mk_act(ond *b, int i)
 {
     ond_node *on = &b->nodes[i];
-    CHECK_RC(mk_mem(b, &on->mem, &on->md, NULL, i));
-    if (b->ex->needs_grad[i]) CHECK_RC(mk_mem(b, &on->diff, &on->md, NULL, i));
+    if (b->share_fwd && !b->g->nodes[i].keep && i != b->g->output && md_unpadded(&on->md))
+        return mk_shared(b, &on->mem, &on->md, &b->out_vb[i], i);
+    return mk_mem(b, &on->mem, &on->md, NULL, i);
+}
+
+static int mk_diff(ond *b, int i)
+{
+    ond_node *on = &b->nodes[i];
+    bool readable = i == 0 && (b->ex->flags & NN_EXEC_INPUT_GRAD);
+    if (b->share_diff && !readable && md_unpadded(&on->md))
+        return mk_shared(b, &on->diff, &on->md, &b->diff_vb[i], i);
+    return mk_mem(b, &on->diff, &on->md, NULL, i);
+}
+
+static int mk_out(ond *b, int i)
+{
+    CHECK_RC(mk_act(b, i));
+    if (b->ex->needs_grad[i]) CHECK_RC(mk_diff(b, i));
     return FERC_OK;
 }
 
@@ -553,7 +724,14 @@ static int plan_conv(ond *b, int i)
         const dnnl_memory_desc_t *bw_md = dnnl_primitive_desc_query_md(dpd, dnnl_query_weights_md, 0);
         dnnl_memory_t bwei = wei;
         if (!dnnl_memory_desc_equal(bw_md, wei_md)) {
-            rc = mk_mem(b, &bwei, bw_md, NULL, i);
+            /* reordered at this node's backward step and used there only: shareable */
+            if (b->share_diff && md_unpadded(bw_md)) {
+                int id;
+                rc = mk_shared(b, &bwei, bw_md, &id, i);
+                if (!rc) vb_live(&b->vbs[id], 2 * g->nnodes - i);
+            } else {
+                rc = mk_mem(b, &bwei, bw_md, NULL, i);
+            }
             if (!rc) rc = push_reorder(b, &b->bwd, wei_user, bwei, false, i);
         }
         diff_target t;
@@ -689,11 +867,14 @@ static int plan_relu(ond *b, int i)
         /* Batch norm did the work, forward and backward. */
         on->mem = oin->mem;
         on->diff = oin->diff;
+        b->out_vb[i] = b->out_vb[in];
+        b->diff_vb[i] = b->diff_vb[in];
         return FERC_OK;
     }
     if (oin->relu_fused_fwd) {
         on->mem = oin->mem;
-        if (ex->needs_grad[i]) CHECK_RC(mk_mem(b, &on->diff, &on->md, NULL, i));
+        b->out_vb[i] = b->out_vb[in];
+        if (ex->needs_grad[i]) CHECK_RC(mk_diff(b, i));
     } else {
         CHECK_RC(mk_out(b, i));
     }
@@ -827,14 +1008,16 @@ static int plan_linear(ond *b, int i)
     md_plain(&on->md, nd->n, nd->channels, 1, 1);
     CHECK_RC(mk_out(b, i));
     dnnl_memory_t src4 = oin->mem;
+    int src4_vb = b->out_vb[in];
     if (!dnnl_memory_desc_equal(&oin->md, &plain_in)) {
         CHECK_RC(mk_mem(b, &src4, &plain_in, NULL, i));
+        src4_vb = -1;
         CHECK_RC(push_reorder(b, &b->fwd_train, oin->mem, src4, false, i));
         CHECK_RC(push_reorder(b, &b->fwd_eval, oin->mem, src4, false, i));
     }
     dnnl_memory_t src, dst, wei, bias;
-    CHECK_RC(mk_mem(b, &src, &src2, mem_ptr(src4), i));
-    CHECK_RC(mk_mem(b, &dst, &dst2, mem_ptr(on->mem), i));
+    CHECK_RC(mk_view(b, &src, &src2, src4, src4_vb, i));
+    CHECK_RC(mk_view(b, &dst, &dst2, on->mem, b->out_vb[i], i));
     CHECK_RC(mk_mem(b, &wei, &w2, g->params + pw->offset, i));
     CHECK_RC(mk_mem(b, &bias, &b1, g->params + pb->offset, i));
     dnnl_inner_product_desc_t fd;
@@ -850,7 +1033,7 @@ static int plan_linear(ond *b, int i)
     if (!rc) rc = push_step(&b->fwd_eval, &s);
     if (rc || !ex->needs_grad[i]) goto out;
     dnnl_memory_t ddst;
-    if ((rc = mk_mem(b, &ddst, &dst2, mem_ptr(on->diff), i))) goto out;
+    if ((rc = mk_view(b, &ddst, &dst2, on->diff, b->diff_vb[i], i))) goto out;
     if (ex->trainable[i]) {
         dnnl_inner_product_desc_t wd_;
         dnnl_status_t st = dnnl_inner_product_backward_weights_desc_init(&wd_, &src2, &w2, &b1, &dst2);
@@ -969,7 +1152,7 @@ static int plan_concat(ond *b, int i)
             dnnl_memory_t subm;
             if (use_plain) {
                 if ((rc = mk_tmp(b, &subm, &sub, i))) goto out;
-            } else if ((rc = mk_mem(b, &subm, &sub, mem_ptr(on->diff), i))) {
+            } else if ((rc = mk_view(b, &subm, &sub, on->diff, b->diff_vb[i], i))) {
                 goto out;
             }
             /* The same input listed twice accumulates its second slice. */
@@ -996,10 +1179,14 @@ static int plan_add(ond *b, int i)
     int a = nd->inputs[0], c = nd->inputs[1];
     ond_node *on = &b->nodes[i];
     on->md = b->nodes[a].md;
-    CHECK_RC(mk_mem(b, &on->mem, &on->md, NULL, i));
+    CHECK_RC(mk_act(b, i));
     bool alias = ex->needs_grad[i] && a != c && ex->needs_grad[a] && ex->last_consumer[a] == i;
-    if (alias) on->diff = b->nodes[a].diff;
-    else if (ex->needs_grad[i]) CHECK_RC(mk_mem(b, &on->diff, &on->md, NULL, i));
+    if (alias) {
+        on->diff = b->nodes[a].diff;
+        b->diff_vb[i] = b->diff_vb[a];
+    } else if (ex->needs_grad[i]) {
+        CHECK_RC(mk_diff(b, i));
+    }
     bool fuse = relu_consumer(b, i) >= 0;
     on->relu_fused_fwd = fuse;
     dnnl_binary_desc_t bd;
@@ -1095,6 +1282,11 @@ static void release(nn_exec *ex)
     if (b->scratch_mem) dnnl_memory_destroy(b->scratch_mem);
     if (b->out_user) dnnl_memory_destroy(b->out_user);
     if (b->dout_user) dnnl_memory_destroy(b->dout_user);
+    for (int i = 0; i < b->nvb; i++) free(b->vbs[i].mems);
+    free(b->vbs);
+    free(b->out_vb);
+    free(b->diff_vb);
+    free(b->arena);
     free(b->prims);
     free(b->mems);
     free(b->tmp_mems);
@@ -1157,14 +1349,19 @@ static int plan(nn_exec *ex)
     b->ex = ex;
     b->g = ex->g;
     b->act = ex->flags & NN_EXEC_BF16 ? dnnl_bf16 : dnnl_f32;
+    b->share_fwd = !(ex->flags & (NN_EXEC_TRAINING | NN_EXEC_NO_SHARING));
+    b->share_diff = (ex->flags & NN_EXEC_TRAINING) && !(ex->flags & NN_EXEC_NO_SHARING);
     int nn = ex->g->nnodes;
     int rc = FERC_OK;
     step_list *node_bwd = calloc((size_t)nn, sizeof *node_bwd);
     b->nodes = calloc((size_t)nn, sizeof *b->nodes);
-    if (!node_bwd || !b->nodes) {
+    b->out_vb = malloc((size_t)nn * sizeof *b->out_vb);
+    b->diff_vb = malloc((size_t)nn * sizeof *b->diff_vb);
+    if (!node_bwd || !b->nodes || !b->out_vb || !b->diff_vb) {
         free(node_bwd);
         return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     }
+    for (int i = 0; i < nn; i++) b->out_vb[i] = b->diff_vb[i] = -1;
     dnnl_post_ops_t po = NULL;
     if (dnnl_engine_create(&b->eng, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&b->stream, b->eng, dnnl_stream_default_flags) != dnnl_success ||
@@ -1192,6 +1389,7 @@ static int plan(nn_exec *ex)
     }
     free(node_bwd);
     if (rc) return rc;
+    CHECK_RC(pack_vbufs(b));
 
     /* Interface memories and the shared buffers. */
     const nn_graph *g = ex->g;
@@ -1204,6 +1402,7 @@ static int plan(nn_exec *ex)
     CHECK_RC(mk_reorder(b, &b->out_reorder, &b->nodes[g->output].md, &out_md, false, g->output));
     if (ex->needs_grad[g->output])
         CHECK_RC(mk_reorder(b, &b->dout_reorder, &out_md, &b->nodes[g->output].md, false, g->output));
+    if (ex->flags & NN_EXEC_DRY_RUN) return FERC_OK; /* sizes known: nothing to allocate */
     b->tmp_buf = aligned_alloc(64, (b->tmp_size + 63) / 64 * 64 + 64);
     b->scratch_buf = aligned_alloc(64, (b->scratch_size + 63) / 64 * 64 + 64);
     if (!b->tmp_buf || !b->scratch_buf) return ferc_set_error(FERC_ERR_NOMEM, "out of memory for work buffers");
@@ -1315,6 +1514,19 @@ static int node_output(nn_exec *ex, int node, bool grad, float *out, size_t coun
     return rc;
 }
 
+static bool readable(const nn_exec *ex, int node, bool grad)
+{
+    const ond *b = ex->state;
+    int id = grad ? b->diff_vb[node] : b->out_vb[node];
+    return id < 0 || b->vbs[id].last >= (1 << 29);
+}
+
+static size_t planned_bytes(const nn_exec *ex)
+{
+    const ond *b = ex->state;
+    return b->own_bytes + b->arena_size + b->tmp_size + b->scratch_size;
+}
+
 static const nn_backend onednn_backend = {
     .name = "onednn",
     .supports = supports,
@@ -1323,6 +1535,8 @@ static const nn_backend onednn_backend = {
     .forward = forward,
     .backward = backward,
     .node_output = node_output,
+    .readable = readable,
+    .planned_bytes = planned_bytes,
 };
 
 const nn_backend *nn_backend_onednn(void) { return &onednn_backend; }

@@ -649,6 +649,7 @@ static int features_prepare(run *r)
         if (r->g->nodes[i].op == NN_OP_LINEAR && !strcmp(r->g->nodes[i].name, head)) r->head_node = i;
     if (r->head_node < 0) return ferc_set_error(FERC_ERR_INVALID, "feature cache: no head '%s' in %s", head, r->cfg.arch);
     r->feat_node = r->g->nodes[r->head_node].inputs[0];
+    nn_keep_output(r->g, r->feat_node); /* read after each pass below */
     r->feat_dim = r->g->nodes[r->feat_node].channels;
     size_t D = (size_t)r->feat_dim;
     r->feat = calloc(r->ix.n * D, sizeof(float));
