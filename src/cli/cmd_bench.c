@@ -23,8 +23,9 @@ static void usage(void)
     printf("usage: ferc bench --arch NAME [--img-size N] [--batch B] [--mode train|infer] [--threads T]\n"
            "                  [--precision fp32|bf16] [--steps S] [--warmup W] [--classes K] [--json]\n\n"
            "Times S steps after W warm-up steps on random data and reports the median images/s and\n"
-           "the peak resident memory (getrusage). train: forward, cross-entropy loss, backward and an\n"
-           "SGD step (momentum 0.9) with batch-norm in training mode; infer: eval forward passes.\n\n"
+           "the peak resident memory (getrusage); with --batch 1, the latency of one image. train:\n"
+           "forward, cross-entropy loss, backward and an SGD step (momentum 0.9) with batch-norm in\n"
+           "training mode; infer: eval forward passes.\n\n"
            "options:\n"
            "  --arch NAME     architecture: ");
     for (int i = 0; i < n; i++) printf("%s%s", archs[i], i + 1 < n ? ", " : "\n");
@@ -162,6 +163,11 @@ int cmd_bench(int argc, char **argv)
                    "\"min_step_s\": %.6g, \"max_step_s\": %.6g, \"peak_rss_mib\": %.1f}\n",
                    arch, img, batch, mode, bf16 ? "bf16" : "fp32", nthreads, steps, warmup, ips, med, times[0],
                    times[steps - 1], peak_mib);
+        else if (batch == 1)
+            printf("%s %dx%d batch 1 %s %s, %d threads: latency %.2f ms (median over %d, min %.2f, max %.2f), "
+                   "%.1f images/s, peak memory %.0f MiB\n",
+                   arch, img, img, mode, bf16 ? "bf16" : "fp32", nthreads, 1000 * med, steps, 1000 * times[0],
+                   1000 * times[steps - 1], ips, peak_mib);
         else
             printf("%s %dx%d batch %d %s %s, %d threads: %.2f images/s (median step %.3f s over %d, min %.3f, max %.3f), "
                    "peak memory %.0f MiB\n",
