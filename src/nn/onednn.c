@@ -112,6 +112,7 @@ struct ond {
     vbuf *vbs;
     int nvb, cap_vb;
     int *out_vb, *diff_vb;
+    bool *fwd_needed;   /* training: the backward pass reads this node's output */
     void *arena;
     size_t arena_size, own_bytes; /* own_bytes: buffers allocated one by one */
     int err;
@@ -486,9 +487,40 @@ static int finish_diff(ond *b, int node, const diff_target *t)
 static int mk_act(ond *b, int i)
 {
     ond_node *on = &b->nodes[i];
-    if (b->share_fwd && !b->g->nodes[i].keep && i != b->g->output && md_unpadded(&on->md))
+    bool share = b->share_fwd || (b->share_diff && !b->fwd_needed[i]);
+    if (share && !b->g->nodes[i].keep && i != b->g->output && md_unpadded(&on->md))
         return mk_shared(b, &on->mem, &on->md, &b->out_vb[i], i);
     return mk_mem(b, &on->mem, &on->md, NULL, i);
+}
+
+/* Which outputs the backward pass of a training plan reads (conservatively): the source of a
+ * trainable convolution or linear layer, of a batch norm that runs backward, a ReLU's own
+ * output (its backward uses it), and whatever a fused ReLU aliases. The others live for the
+ * forward pass only and share memory (batch norm before a residual add, say). */
+static void mark_fwd_needed(ond *b)
+{
+    const nn_graph *g = b->g;
+    const nn_exec *ex = b->ex;
+    for (int j = 0; j < g->nnodes; j++) {
+        const nn_node *nd = &g->nodes[j];
+        int in = nd->ninputs ? nd->inputs[0] : -1;
+        switch (nd->op) {
+        case NN_OP_CONV2D:
+        case NN_OP_LINEAR:
+            if (ex->needs_grad[j] && ex->trainable[j]) b->fwd_needed[in] = true;
+            break;
+        case NN_OP_BATCHNORM2D:
+            if (ex->needs_grad[j]) b->fwd_needed[in] = true;
+            break;
+        case NN_OP_RELU: b->fwd_needed[j] = true; break;
+        default: break;
+        }
+        if (nd->keep || j == g->output) b->fwd_needed[j] = true;
+    }
+    for (int j = 0; j < g->nnodes; j++) {
+        int r = (g->nodes[j].op == NN_OP_BATCHNORM2D || g->nodes[j].op == NN_OP_ADD) ? relu_consumer(b, j) : -1;
+        if (r >= 0 && b->fwd_needed[r]) b->fwd_needed[j] = true;
+    }
 }
 
 static int mk_diff(ond *b, int i)
@@ -672,10 +704,19 @@ static int plan_conv(ond *b, int i)
         if ((rc = push_reorder(b, &b->fwd_eval, oin->mem, src, false, i))) goto out;
     }
     wei = wei_user;
+    bool wei_shared = false; /* the forward copy lives for the forward step only */
     if (!dnnl_memory_desc_equal(wei_md, &wei_user_md)) {
-        if ((rc = mk_mem(b, &wei, wei_md, NULL, i))) goto out;
         /* Weights that cannot change between passes (frozen, or an inference plan) are
-         * reordered once, not at every forward pass. */
+         * reordered once, not at every forward pass; a trainable layer's copy is made at each
+         * forward step and needed there only (backward makes its own), so it is shared. */
+        if (training && ex->trainable[i] && b->share_diff && md_unpadded(wei_md)) {
+            int id;
+            if ((rc = mk_shared(b, &wei, wei_md, &id, i))) goto out;
+            vb_live(&b->vbs[id], i);
+            wei_shared = true;
+        } else if ((rc = mk_mem(b, &wei, wei_md, NULL, i))) {
+            goto out;
+        }
         if (!training || !ex->trainable[i]) {
             if ((rc = push_reorder(b, &b->once, wei_user, wei, false, i))) goto out;
         } else {
@@ -723,7 +764,9 @@ static int plan_conv(ond *b, int i)
         const dnnl_memory_desc_t *dsrc_md = dnnl_primitive_desc_query_md(dpd, dnnl_query_diff_src_md, 0);
         const dnnl_memory_desc_t *bw_md = dnnl_primitive_desc_query_md(dpd, dnnl_query_weights_md, 0);
         dnnl_memory_t bwei = wei;
-        if (!dnnl_memory_desc_equal(bw_md, wei_md)) {
+        if (dnnl_memory_desc_equal(bw_md, &wei_user_md)) {
+            bwei = wei_user; /* the kernel reads torch's layout itself */
+        } else if (wei_shared || !dnnl_memory_desc_equal(bw_md, wei_md)) {
             /* reordered at this node's backward step and used there only: shareable */
             if (b->share_diff && md_unpadded(bw_md)) {
                 int id;
@@ -1286,6 +1329,7 @@ static void release(nn_exec *ex)
     free(b->vbs);
     free(b->out_vb);
     free(b->diff_vb);
+    free(b->fwd_needed);
     free(b->arena);
     free(b->prims);
     free(b->mems);
@@ -1357,11 +1401,13 @@ static int plan(nn_exec *ex)
     b->nodes = calloc((size_t)nn, sizeof *b->nodes);
     b->out_vb = malloc((size_t)nn * sizeof *b->out_vb);
     b->diff_vb = malloc((size_t)nn * sizeof *b->diff_vb);
-    if (!node_bwd || !b->nodes || !b->out_vb || !b->diff_vb) {
+    b->fwd_needed = calloc((size_t)nn, sizeof *b->fwd_needed);
+    if (!node_bwd || !b->nodes || !b->out_vb || !b->diff_vb || !b->fwd_needed) {
         free(node_bwd);
         return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < nn; i++) b->out_vb[i] = b->diff_vb[i] = -1;
+    if (b->share_diff) mark_fwd_needed(b);
     dnnl_post_ops_t po = NULL;
     if (dnnl_engine_create(&b->eng, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&b->stream, b->eng, dnnl_stream_default_flags) != dnnl_success ||
