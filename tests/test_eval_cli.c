@@ -201,6 +201,7 @@ int main(void)
     const cJSON *pc = cJSON_GetObjectItem(j, "per_class"), *e;
     cJSON_ArrayForEach(e, pc) total += (long)num(e, "support");
     CHECK(total == 10 * NCLS, "manifest: %ld images, want the 30 val rows", total);
+    double manifest_acc = num(j, "accuracy");
     cJSON_Delete(j);
     snprintf(path, sizeof path, "%s/evalout/confusion.png", root);
     image png = {0};
@@ -209,6 +210,28 @@ int main(void)
     image_free(&png);
     snprintf(path, sizeof path, "%s/evalout/eval.json", root);
     CHECK(file_exists(path), "eval.json written");
+    /* predictions.csv: a header and one row per evaluated image, labels that agree with the
+     * confusion matrix's diagonal count */
+    {
+        snprintf(path, sizeof path, "%s/evalout/predictions.csv", root);
+        uint8_t *csv = NULL;
+        size_t len = 0;
+        CHECK_OK(file_read_all(path, &csv, &len));
+        int rows = -1, right = 0;
+        for (char *save = NULL, *line = csv ? strtok_r((char *)csv, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+            if (rows++ < 0) {
+                CHECK(!strcmp(line, "path,label,predicted,confidence"), "predictions.csv header: %s", line);
+                continue;
+            }
+            char *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL, *c3 = c2 ? strchr(c2 + 1, ',') : NULL;
+            CHECK(c3 != NULL, "predictions.csv row: %s", line);
+            if (c3 && (size_t)(c2 - c1 - 1) == (size_t)(c3 - c2 - 1) && !strncmp(c1 + 1, c2 + 1, (size_t)(c3 - c2 - 1))) right++;
+        }
+        CHECK(rows == 10 * NCLS, "predictions.csv: %d rows, want 30", rows);
+        printf("predictions.csv: %d rows, %d right (accuracy %.4f)\n", rows, right, manifest_acc);
+        CHECK(fabs(right - manifest_acc * rows) < 0.5, "predictions.csv: %d right, accuracy says %.1f", right, manifest_acc * rows);
+        free(csv);
+    }
 
     /* duplicates: a copy of the data where some val rows also exist, byte for byte, among the
      * train rows: val 00-02 of every class as train 10-12 of the same class, Bright/05 as Dark's

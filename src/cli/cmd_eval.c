@@ -49,7 +49,8 @@ static void usage(FILE *f)
                "                   with a manifest also duplicates_in_train, n_unique, accuracy_unique and\n"
                "                   balanced_accuracy_unique: the images that have a byte-identical copy among\n"
                "                   the manifest's train rows, and the figures without them\n"
-               "  --out DIR        also write DIR/confusion.png and DIR/eval.json\n\n"
+               "  --out DIR        also write DIR/confusion.png, DIR/eval.json and DIR/predictions.csv\n"
+               "                   (path,label,predicted,confidence: one row per image)\n\n"
                "Per-image time is its own decode from the file plus the mean forward time per image (all\n"
                "images of a model cost the same forward pass; decoding is what differs between files).\n");
 }
@@ -202,6 +203,8 @@ int cmd_eval(int argc, char **argv)
     size_t n = 0;
     double *load_s = NULL;
     char *js = NULL;
+    int *pred = NULL;    /* per image: the predicted label and its probability (predictions.csv) */
+    float *conf = NULL;
     const size_t per = (size_t)3 * S * S;
     int *map = calloc((size_t)ix.n_classes, sizeof *map);
     float *x = calloc((size_t)B * per, sizeof(float)), *acc = malloc(sizeof(float) * B * K);
@@ -272,11 +275,14 @@ int cmd_eval(int argc, char **argv)
     n = ix.n;
     load_s = calloc(n ? n : 1, sizeof *load_s);
     idx = malloc((n ? n : 1) * sizeof *idx);
-    if (!load_s || !idx) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
+    pred = malloc((n ? n : 1) * sizeof *pred);
+    conf = malloc((n ? n : 1) * sizeof *conf);
+    if (!load_s || !idx || !pred || !conf) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
     for (size_t i = 0; i < n; i++) {
         char path[4096];
         image im;
         idx[i] = (uint32_t)i;
+        pred[i] = -1;
         double t0 = time_now();
         if (image_load(&im, data_index_path(&ix, i, path, sizeof path), IMAGE_MODE_ANY, 0) == FERC_OK) image_free(&im);
         load_s[i] = time_now() - t0;
@@ -304,6 +310,8 @@ int cmd_eval(int argc, char **argv)
             y[i] = map[b.y[i]];
             rank_push(slow, &nslow, (ranked){(float)load_s[b.index[i]], -1, b.index[i]});
             int p = metrics_argmax(acc + (size_t)i * K, K);
+            pred[b.index[i]] = p;
+            conf[b.index[i]] = acc[(size_t)i * K + p];
             if (p != y[i]) rank_push(worst, &nworst, (ranked){acc[(size_t)i * K + p], p, b.index[i]});
             if (dup && !dup[b.index[i]]) metrics_add_scores(&mu, acc + (size_t)i * K, &y[i], 1);
         }
@@ -387,6 +395,19 @@ int cmd_eval(int argc, char **argv)
         if (file_mkdirs(out) || report_confusion_png(path, mt.confusion, K, (const char *const *)m->class_names)) { cli_fail(out); goto done; }
         snprintf(path, sizeof path, "%s/eval.json", out);
         if (file_write_atomic(path, js, strlen(js))) { cli_fail(out); goto done; }
+        size_t cap = 64 + (size_t)mt.n * 64, len = 0;
+        for (size_t i = 0; i < n; i++) cap += strlen(ix.paths[i]);
+        char *csv = malloc(cap);
+        if (!csv) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
+        len += (size_t)snprintf(csv + len, cap - len, "path,label,predicted,confidence\n");
+        for (size_t i = 0; i < n; i++)
+            if (pred[i] >= 0)
+                len += (size_t)snprintf(csv + len, cap - len, "%s,%s,%s,%.6f\n", ix.paths[i], m->class_names[map[ix.labels[i]]],
+                                        m->class_names[pred[i]], (double)conf[i]);
+        snprintf(path, sizeof path, "%s/predictions.csv", out);
+        int wrc = file_write_atomic(path, csv, len);
+        free(csv);
+        if (wrc) { cli_fail(out); goto done; }
     }
     rc = CLI_OK;
 done:
@@ -400,6 +421,6 @@ done:
     classifier_destroy(net);
     free(map); free(x); free(acc); free(y); free(split); free(dup); free(idx);
     for (size_t i = 0; i < n_dup_paths; i++) free(dup_paths[i]);
-    free(dup_paths); free(load_s);
+    free(dup_paths); free(load_s); free(pred); free(conf);
     return rc;
 }

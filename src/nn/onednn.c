@@ -223,6 +223,12 @@ static int mk_view(ond *b, dnnl_memory_t *m, const dnnl_memory_desc_t *md, dnnl_
     if (id >= 0) return mk_vmem(b, m, md, id, node);
     void *h = NULL;
     dnnl_memory_get_data_handle(base, &h);
+    if (!h) { /* a dry run: the base has no buffer, and the view adds none */
+        TRY(dnnl_memory_create(m, md, b->eng, DNNL_MEMORY_NONE), "memory creation", node);
+        CHECK_RC(grow((void **)&b->mems, &b->cap_mems, b->nmems, sizeof(dnnl_memory_t)));
+        b->mems[b->nmems++] = *m;
+        return FERC_OK;
+    }
     return mk_mem(b, m, md, h, node);
 }
 
