@@ -48,5 +48,7 @@ int cmd_camera(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_study(int argc, char **argv);
 
 #endif

@@ -16,6 +16,8 @@ static const cli_command commands[] = {
     {"convert", cmd_convert, "rewrite a ferc model with f16/bf16/f32 storage"},
     {"train", cmd_train, "train a classifier on an image folder (transfer learning)"},
     {"eval", cmd_eval, "evaluate a model on a labelled folder or split manifest"},
+    {"study", cmd_study, "train several architectures by one protocol and compare them"},
+    {"compare", cmd_compare, "compare training runs: intervals, paired tests, calibration, cost, Grad-CAM"},
     {"predict", cmd_predict, "find faces in images and classify their expressions"},
     {"detect", cmd_detect, "find faces in images (Viola-Jones cascade)"},
     {"camera", cmd_camera, "live recognition from a camera, a video file or an image folder"},

@@ -180,3 +180,205 @@ int report_confusion_png(const char *path, const int64_t *conf, int k, const cha
     cairo_surface_destroy(s);
     return rc;
 }
+
+/* ---- comparison plots ---------------------------------------------------------------------- */
+
+static const double series_col[8][3] = {{0.12, 0.47, 0.71}, {1.0, 0.5, 0.05}, {0.17, 0.63, 0.17}, {0.84, 0.15, 0.16},
+                                        {0.58, 0.40, 0.74}, {0.55, 0.34, 0.29}, {0.89, 0.47, 0.76}, {0.5, 0.5, 0.5}};
+
+static cairo_surface_t *new_canvas(int W, int H, cairo_t **cr)
+{
+    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
+    *cr = cairo_create(s);
+    cairo_set_source_rgb(*cr, 1, 1, 1);
+    cairo_paint(*cr);
+    cairo_select_font_face(*cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    return s;
+}
+
+static int finish_canvas(cairo_surface_t *s, cairo_t *cr, const char *path, const char *what)
+{
+    int rc = cairo_status(cr) ? ferc_set_error(FERC_ERR_IO, "%s: cairo failed", what) : FERC_OK;
+    cairo_destroy(cr);
+    if (!rc) rc = save_surface(s, path);
+    cairo_surface_destroy(s);
+    return rc;
+}
+
+int report_lines_png(const char *path, const char *title, const char *xlabel, const report_series *ser, int ns)
+{
+    if (ns < 1) return ferc_set_error(FERC_ERR_INVALID, "%s: no series", path);
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+    for (int s = 0; s < ns; s++)
+        for (int i = 0; i < ser[s].n; i++)
+            if (isfinite(ser[s].x[i]) && isfinite(ser[s].y[i])) {
+                x0 = fmin(x0, ser[s].x[i]), x1 = fmax(x1, ser[s].x[i]);
+                y0 = fmin(y0, ser[s].y[i]), y1 = fmax(y1, ser[s].y[i]);
+            }
+    if (!isfinite(x0)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
+    if (x1 - x0 < 1e-12) x1 = x0 + 1;
+    if (y1 - y0 < 1e-12) y1 = y0 + 1;
+    double pad = 0.05 * (y1 - y0);
+    y0 -= pad, y1 += pad;
+    cairo_t *cr;
+    cairo_surface_t *sf = new_canvas(760, 440, &cr);
+    panel p = {80, 40, 480, 340};
+    cairo_set_source_rgb(cr, 0.97, 0.97, 0.97);
+    cairo_rectangle(cr, p.x, p.y, p.w, p.h);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+    cairo_set_line_width(cr, 1);
+    cairo_rectangle(cr, p.x, p.y, p.w, p.h);
+    cairo_stroke(cr);
+    draw_text(cr, p.x, 24, title, 14);
+    char buf[64];
+    for (int t = 0; t <= 4; t++) { /* ticks */
+        double fy = t / 4.0, fx = t / 4.0;
+        snprintf(buf, sizeof buf, "%.3g", y0 + fy * (y1 - y0));
+        draw_text(cr, p.x - 60, p.y + p.h - fy * p.h + 4, buf, 10);
+        snprintf(buf, sizeof buf, "%.3g", x0 + fx * (x1 - x0));
+        draw_text(cr, p.x + fx * p.w - 10, p.y + p.h + 16, buf, 10);
+    }
+    draw_text(cr, p.x + p.w / 2 - 30, p.y + p.h + 34, xlabel, 11);
+#define PX(v) (p.x + ((v) - x0) / (x1 - x0) * p.w)
+#define PY(v) (p.y + p.h - ((v) - y0) / (y1 - y0) * p.h)
+    for (int s = 0; s < ns; s++) {
+        const double *c = series_col[ser[s].color % 8];
+        cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+        cairo_set_line_width(cr, 2);
+        double dash = 5;
+        cairo_set_dash(cr, &dash, ser[s].dashed ? 1 : 0, 0);
+        bool pen = false;
+        for (int i = 0; i < ser[s].n; i++) {
+            if (!isfinite(ser[s].x[i]) || !isfinite(ser[s].y[i])) { pen = false; continue; }
+            if (pen) cairo_line_to(cr, PX(ser[s].x[i]), PY(ser[s].y[i]));
+            else cairo_move_to(cr, PX(ser[s].x[i]), PY(ser[s].y[i]));
+            pen = true;
+        }
+        cairo_stroke(cr);
+        cairo_move_to(cr, p.x + p.w + 14, p.y + 14 + 18 * s);
+        cairo_line_to(cr, p.x + p.w + 40, p.y + 14 + 18 * s);
+        cairo_stroke(cr);
+        cairo_set_dash(cr, NULL, 0, 0);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        draw_text(cr, p.x + p.w + 46, p.y + 18 + 18 * s, ser[s].name, 11);
+    }
+#undef PX
+#undef PY
+    return finish_canvas(sf, cr, path, "lines");
+}
+
+int report_reliability_png(const char *path, const char *const *names, const double *acc, const double *conf,
+                           const int64_t *count, int nruns, int nbins)
+{
+    cairo_t *cr;
+    cairo_surface_t *sf = new_canvas(760, 460, &cr);
+    panel p = {70, 40, 380, 380};
+    cairo_set_source_rgb(cr, 0.97, 0.97, 0.97);
+    cairo_rectangle(cr, p.x, p.y, p.w, p.h);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+    cairo_set_line_width(cr, 1);
+    cairo_rectangle(cr, p.x, p.y, p.w, p.h);
+    cairo_stroke(cr);
+    draw_text(cr, p.x, 24, "reliability: accuracy against confidence (10 bins; diagonal = calibrated)", 13);
+    double dash = 4;
+    cairo_set_dash(cr, &dash, 1, 0);
+    cairo_move_to(cr, p.x, p.y + p.h);
+    cairo_line_to(cr, p.x + p.w, p.y);
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+    char buf[32];
+    for (int t = 0; t <= 5; t++) {
+        snprintf(buf, sizeof buf, "%.1f", t / 5.0);
+        draw_text(cr, p.x - 28, p.y + p.h - t / 5.0 * p.h + 4, buf, 10);
+        draw_text(cr, p.x + t / 5.0 * p.w - 8, p.y + p.h + 16, buf, 10);
+    }
+    draw_text(cr, p.x + p.w / 2 - 40, p.y + p.h + 34, "confidence (top probability)", 11);
+    for (int r = 0; r < nruns; r++) {
+        const double *c = series_col[r % 8];
+        cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+        cairo_set_line_width(cr, 2);
+        bool pen = false;
+        for (int b = 0; b < nbins; b++) {
+            size_t k = (size_t)r * nbins + b;
+            if (!count[k]) { pen = false; continue; }
+            double x = p.x + conf[k] * p.w, y = p.y + p.h - acc[k] * p.h;
+            if (pen) cairo_line_to(cr, x, y);
+            else cairo_move_to(cr, x, y);
+            pen = true;
+        }
+        cairo_stroke(cr);
+        for (int b = 0; b < nbins; b++) {
+            size_t k = (size_t)r * nbins + b;
+            if (!count[k]) continue;
+            cairo_arc(cr, p.x + conf[k] * p.w, p.y + p.h - acc[k] * p.h, 3, 0, 2 * M_PI);
+            cairo_fill(cr);
+        }
+        cairo_move_to(cr, p.x + p.w + 20, p.y + 14 + 18 * r);
+        cairo_line_to(cr, p.x + p.w + 46, p.y + 14 + 18 * r);
+        cairo_stroke(cr);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        draw_text(cr, p.x + p.w + 52, p.y + 18 + 18 * r, names[r], 11);
+    }
+    return finish_canvas(sf, cr, path, "reliability");
+}
+
+/* jet-like colour for t in [0, 1] */
+static void heat(double t, double *r, double *g, double *b)
+{
+    t = t < 0 ? 0 : t > 1 ? 1 : t;
+    *r = fmin(1, fmax(0, 1.5 - fabs(4 * t - 3)));
+    *g = fmin(1, fmax(0, 1.5 - fabs(4 * t - 2)));
+    *b = fmin(1, fmax(0, 1.5 - fabs(4 * t - 1)));
+}
+
+int report_gradcam_png(const char *path, int nfaces, int side, const uint8_t *faces, const char *const *row_labels,
+                       int nmodels, const char *const *model_names, const float *maps, const char *const *cell_labels)
+{
+    const int cell = 120, left = 150, top = 40, gap = 8;
+    int W = left + (nmodels + 1) * (cell + gap) + 10, H = top + nfaces * (cell + 26) + 10;
+    cairo_t *cr;
+    cairo_surface_t *sf = new_canvas(W, H, &cr);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    draw_text(cr, left, 16, "Grad-CAM: the last convolutional stage's evidence for the predicted class", 12);
+    draw_text(cr, left, top - 6, "face", 11);
+    for (int m = 0; m < nmodels; m++) draw_text(cr, left + (m + 1) * (cell + gap), top - 6, model_names[m], 11);
+    unsigned char *px = malloc((size_t)cell * cell * 4);
+    if (!px) {
+        cairo_destroy(cr);
+        cairo_surface_destroy(sf);
+        return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    }
+    int stride = cairo_format_stride_for_width(CAIRO_FORMAT_RGB24, cell);
+    for (int f = 0; f < nfaces; f++) {
+        double y = top + f * (cell + 26);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        draw_text(cr, 6, y + cell / 2.0, row_labels[f], 11);
+        for (int col = 0; col <= nmodels; col++) {
+            for (int yy = 0; yy < cell; yy++)
+                for (int xx = 0; xx < cell; xx++) {
+                    int sx = xx * side / cell, sy = yy * side / cell;
+                    double g = faces[((size_t)f * side + sy) * side + sx] / 255.0, r = g, gg = g, b = g;
+                    if (col > 0) {
+                        double t = maps[(((size_t)(col - 1) * nfaces + f) * side + sy) * side + sx], hr, hg, hb;
+                        heat(t, &hr, &hg, &hb);
+                        r = 0.55 * g + 0.45 * hr, gg = 0.55 * g + 0.45 * hg, b = 0.55 * g + 0.45 * hb;
+                    }
+                    uint32_t v = ((uint32_t)(r * 255) << 16) | ((uint32_t)(gg * 255) << 8) | (uint32_t)(b * 255);
+                    memcpy(px + (size_t)yy * stride + (size_t)xx * 4, &v, 4);
+                }
+            cairo_surface_t *img = cairo_image_surface_create_for_data(px, CAIRO_FORMAT_RGB24, cell, cell, stride);
+            double x = left + col * (cell + gap);
+            cairo_set_source_surface(cr, img, x, y);
+            cairo_paint(cr);
+            cairo_surface_destroy(img);
+            if (col > 0) {
+                cairo_set_source_rgb(cr, 0, 0, 0);
+                draw_text(cr, x, y + cell + 16, cell_labels[(size_t)(col - 1) * nfaces + f], 11);
+            }
+        }
+    }
+    free(px);
+    return finish_canvas(sf, cr, path, "gradcam");
+}

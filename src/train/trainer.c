@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "core/core.h"
 #include "data/data.h"
@@ -456,7 +457,8 @@ static int begin_phase(run *r, int phase)
 }
 
 /* Eval-mode pass over the validation split; m may be NULL. */
-static int validate(run *r, double *loss, double *acc, metrics *m)
+/* probs (ix.n, K), may be NULL: each validation sample's softmax, at its dataset index. */
+static int validate(run *r, double *loss, double *acc, metrics *m, float *probs)
 {
     int rc = data_loader_start_epoch(r->Lval, 0);
     double lsum = 0, correct = 0, seen = 0;
@@ -468,7 +470,10 @@ static int validate(run *r, double *loss, double *acc, metrics *m)
         if (b.n < r->B) memset(r->xpad + per * b.n, 0, per * (r->B - b.n) * sizeof(float));
         if ((rc = nn_exec_forward(r->ex, r->xpad, false, r->logits))) break;
         float l;
-        if ((rc = nn_softmax_cross_entropy(r->logits, b.y, b.n, r->K, 0, NULL, &l, NULL, NULL))) break;
+        float *pv = probs ? r->dlogits : NULL; /* scratch (N, K): no backward runs here */
+        if ((rc = nn_softmax_cross_entropy(r->logits, b.y, b.n, r->K, 0, NULL, &l, NULL, pv))) break;
+        for (int i = 0; pv && i < b.n; i++)
+            memcpy(probs + (size_t)b.index[i] * r->K, pv + (size_t)i * r->K, (size_t)r->K * sizeof(float));
         lsum += (double)l * b.n;
         for (int i = 0; i < b.n; i++) correct += metrics_argmax(r->logits + (size_t)i * r->K, r->K) == b.y[i];
         seen += b.n;
@@ -567,7 +572,32 @@ static int save_last(run *r, const trainer_state *st)
     return checkpoint_save(path, r->g, r->opt, st);
 }
 
-/* The best model on the validation split: confusion.png and summary.json. */
+/* val_predictions.csv: path,label,<p of each class> for every validation image (one pass of
+ * the best model, as its validation accuracy was measured), for ferc compare. */
+static int write_predictions(run *r, const float *probs)
+{
+    size_t cap = 64 + (size_t)r->K * 24, len = 0;
+    for (int c = 0; c < r->K; c++) cap += strlen(r->ix.display_names[c]) + 4;
+    for (size_t i = 0; i < r->n_val; i++) cap += strlen(r->ix.paths[r->val_idx[i]]) + 32 + (size_t)r->K * 12;
+    char *csv = malloc(cap);
+    if (!csv) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    len += (size_t)snprintf(csv + len, cap - len, "path,label");
+    for (int c = 0; c < r->K; c++) len += (size_t)snprintf(csv + len, cap - len, ",p_%s", r->ix.display_names[c]);
+    len += (size_t)snprintf(csv + len, cap - len, "\n");
+    for (size_t i = 0; i < r->n_val; i++) {
+        uint32_t k = r->val_idx[i];
+        len += (size_t)snprintf(csv + len, cap - len, "%s,%s", r->ix.paths[k], r->ix.display_names[r->ix.labels[k]]);
+        for (int c = 0; c < r->K; c++) len += (size_t)snprintf(csv + len, cap - len, ",%.6g", (double)probs[(size_t)k * r->K + c]);
+        len += (size_t)snprintf(csv + len, cap - len, "\n");
+    }
+    char path[TRAINER_PATH_MAX + 32];
+    out_path(r, path, sizeof path, "val_predictions.csv");
+    int rc = file_write_atomic(path, csv, len);
+    free(csv);
+    return rc;
+}
+
+/* The best model on the validation split: confusion.png, val_predictions.csv and summary.json. */
 static int finish(run *r, const trainer_state *st, trainer_result *res)
 {
     char path[TRAINER_PATH_MAX + 32];
@@ -589,7 +619,11 @@ static int finish(run *r, const trainer_state *st, trainer_result *res)
     metrics m;
     if ((rc = metrics_init(&m, r->K))) return rc;
     double loss, acc;
-    rc = validate(r, &loss, &acc, &m);
+    float *probs = calloc(r->ix.n * (size_t)r->K + 1, sizeof *probs);
+    if (!probs) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    if (!rc) rc = validate(r, &loss, &acc, &m, probs);
+    if (!rc) rc = write_predictions(r, probs);
+    free(probs);
     metrics_finalize(&m);
     out_path(r, path, sizeof path, "confusion.png");
     if (!rc) rc = report_confusion_png(path, m.confusion, r->K, (const char *const *)r->ix.display_names);
@@ -600,10 +634,13 @@ static int finish(run *r, const trainer_state *st, trainer_result *res)
         char *text = malloc(n);
         if (!text) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
         else {
+            struct rusage ru;
+            getrusage(RUSAGE_SELF, &ru); /* this process's peak: the last (resumed) part of the run */
             int len = snprintf(text, n, "{\"best_epoch\":%d,\"best_val_acc\":%.6f,\"epochs_done\":%d,\"seconds\":%.1f,"
-                                        "\"early_stopped\":%s,\"val\":%s}\n",
+                                        "\"early_stopped\":%s,\"peak_rss_mib\":%.1f,\"precision\":\"%s\",\"val\":%s}\n",
                                st->best_epoch, st->best_val_acc, st->epochs_done, st->elapsed,
-                               res->early_stopped ? "true" : "false", json);
+                               res->early_stopped ? "true" : "false", (double)ru.ru_maxrss / 1024.0,
+                               r->cfg.bf16 ? "bf16" : "fp32", json);
             out_path(r, path, sizeof path, "summary.json");
             rc = file_write_atomic(path, text, (size_t)len);
             free(text);
@@ -844,7 +881,7 @@ static int train_loop(run *r, trainer_state *st, trainer_result *res)
         }
         double train_seconds = st->epoch_seconds, t0 = time_now();
         trainer_epoch e = {st->phase, epoch + 1, st->loss_sum / st->seen, st->correct / st->seen, 0, 0, lr, 0, 0, false};
-        if ((rc = validate(r, &e.val_loss, &e.val_acc, NULL))) return rc;
+        if ((rc = validate(r, &e.val_loss, &e.val_acc, NULL, NULL))) return rc;
         e.seconds = train_seconds + (time_now() - t0);
         e.images_per_s = st->seen / (train_seconds > 0 ? train_seconds : 1e-9);
         st->elapsed += e.seconds;
