@@ -246,6 +246,24 @@ static void test_study(const char *bin, const char *data)
     {
         has_keys(r, run_keys, "a run");
         has_keys(cJSON_GetObjectItem(r, "cost"), cost_keys, "a run's cost");
+        /* the confused pairs are off the diagonal, counted as in the confusion matrix, largest first */
+        const cJSON *cp, *conf = cJSON_GetObjectItem(r, "confusion"), *cls = cJSON_GetObjectItem(j, "classes");
+        double last = 1e30;
+        cJSON_ArrayForEach(cp, cJSON_GetObjectItem(r, "confused_pairs"))
+        {
+            const char *tn = cJSON_GetObjectItem(cp, "true")->valuestring, *pn = cJSON_GetObjectItem(cp, "predicted")->valuestring;
+            int ti = -1, pi = -1;
+            for (int c = 0; c < cJSON_GetArraySize(cls); c++) {
+                if (!strcmp(cJSON_GetArrayItem(cls, c)->valuestring, tn)) ti = c;
+                if (!strcmp(cJSON_GetArrayItem(cls, c)->valuestring, pn)) pi = c;
+            }
+            double cnt = cJSON_GetObjectItem(cp, "count")->valuedouble;
+            CHECK(ti >= 0 && pi >= 0 && ti != pi, "a confused pair %s -> %s", tn, pn);
+            if (ti >= 0 && pi >= 0)
+                CHECK(cnt == cJSON_GetArrayItem(cJSON_GetArrayItem(conf, ti), pi)->valuedouble && cnt <= last,
+                      "confused pair %s -> %s: %g", tn, pn, cnt);
+            last = cnt;
+        }
         static const char *const m[3] = {"accuracy", "balanced_accuracy", "macro_f1"};
         for (int k = 0; k < 3; k++) {
             char ck[64];

@@ -553,24 +553,21 @@ static void add_num_or_null(cJSON *o, const char *key, double v)
     else cJSON_AddNullToObject(o, key);
 }
 
-/* The top confused pairs of run r: (true, predicted, count), largest first. */
+/* The top confused pairs of run r: (true, predicted, count), largest first, ties in class
+ * order. */
 static int confused_pairs(const crun *r, int *t, int *p, int64_t *cnt, int max)
 {
     int n = 0;
     for (int a = 0; a < r->K; a++)
         for (int b = 0; b < r->K; b++) {
-            if (a == b) continue;
-            int64_t c = r->m.confusion[(size_t)a * r->K + b];
+            int64_t c = a == b ? 0 : r->m.confusion[(size_t)a * r->K + b];
             if (c == 0) continue;
-            int pos = n < max ? n++ : max - 1;
-            if (pos == max - 1 && n == max && c <= cnt[pos]) continue;
-            t[pos] = a, p[pos] = b, cnt[pos] = c;
-            for (int q = pos; q > 0 && cnt[q] > cnt[q - 1]; q--) {
-                int ti = t[q], pi = p[q];
-                int64_t ci = cnt[q];
-                t[q] = t[q - 1], p[q] = p[q - 1], cnt[q] = cnt[q - 1];
-                t[q - 1] = ti, p[q - 1] = pi, cnt[q - 1] = ci;
+            int q = n < max ? n++ : max; /* insertion position in the sorted top list */
+            while (q > 0 && cnt[q - 1] < c) {
+                if (q < max) t[q] = t[q - 1], p[q] = p[q - 1], cnt[q] = cnt[q - 1];
+                q--;
             }
+            if (q < max) t[q] = a, p[q] = b, cnt[q] = c;
         }
     return n;
 }
