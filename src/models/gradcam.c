@@ -61,6 +61,12 @@ int gradcam_create(gradcam **out, nn_graph *g, int img_size)
     return FERC_OK;
 }
 
+void gradcam_grid(const gradcam *gc, int *h, int *w)
+{
+    *h = gc->h;
+    *w = gc->w;
+}
+
 int gradcam_run(gradcam *gc, const float *x, int cls, float *map, int *pred, float *probs)
 {
     int rc = nn_exec_forward(gc->ex, x, true, gc->logits); /* all frozen: evaluation-mode arithmetic */

@@ -28,5 +28,7 @@ int gradcam_create(gradcam **out, nn_graph *g, int img_size);
 /* cls < 0: the predicted class. map: S * S values in [0, 1]; pred and probs (K) may be NULL. */
 int gradcam_run(gradcam *gc, const float *x, int cls, float *map, int *pred, float *probs);
 void gradcam_destroy(gradcam *gc);
+/* The last stage's spatial size: the map's true resolution before upsampling. */
+void gradcam_grid(const gradcam *gc, int *h, int *w);
 
 #endif

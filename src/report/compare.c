@@ -466,8 +466,9 @@ static int gradcams(crun *runs, int nr, const compare_opts *o, const char *out_d
     float *maps = calloc((size_t)nr * nf * FACE_SIDE * FACE_SIDE, sizeof *maps);
     char **rowl = calloc((size_t)nf, sizeof *rowl), **celll = calloc((size_t)nr * nf, sizeof *celll);
     const char **mnames = calloc((size_t)nr, sizeof *mnames);
+    char (*mlabel)[200] = calloc((size_t)nr, sizeof *mlabel);
     *preds = calloc((size_t)nr * nf, sizeof **preds);
-    int rc = pix && maps && rowl && celll && mnames && *preds ? FERC_OK : ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    int rc = pix && maps && rowl && celll && mnames && mlabel && *preds ? FERC_OK : ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     image *imgs = calloc((size_t)nf, sizeof *imgs);
     if (!imgs) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     for (int f = 0; !rc && f < nf; f++) {
@@ -486,7 +487,8 @@ static int gradcams(crun *runs, int nr, const compare_opts *o, const char *out_d
         rowl[f] = strdup(buf);
     }
     for (int m = 0; !rc && m < nr; m++) {
-        mnames[m] = runs[m].name;
+        snprintf(mlabel[m], sizeof mlabel[m], "%s", runs[m].name);
+        mnames[m] = mlabel[m];
         nn_graph *g = NULL;
         models_meta meta;
         if ((rc = models_load(runs[m].model, &g, &meta))) break;
@@ -495,6 +497,11 @@ static int gradcams(crun *runs, int nr, const compare_opts *o, const char *out_d
         float *x = malloc((size_t)3 * S * S * sizeof *x), *map = malloc((size_t)S * S * sizeof *map);
         if (!x || !map) rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
         if (!rc) rc = gradcam_create(&gc, g, S);
+        if (!rc) { /* the map's own resolution, in the column heading */
+            int gh, gw;
+            gradcam_grid(gc, &gh, &gw);
+            snprintf(mlabel[m], sizeof mlabel[m], "%s (%dx%d)", runs[m].name, gh, gw);
+        }
         for (int f = 0; !rc && f < nf; f++) {
             int pred;
             if ((rc = classify_preprocess(&meta, &imgs[f], x))) break;
@@ -529,6 +536,7 @@ static int gradcams(crun *runs, int nr, const compare_opts *o, const char *out_d
     free(rowl);
     free(celll);
     free(mnames);
+    free(mlabel);
     free(pix);
     free(maps);
     return rc;
@@ -934,7 +942,9 @@ int compare_runs(const char *const *run_dirs, int nr, const char *out_dir, const
         if (did_cam)
             fprintf(f, "<h2>Grad-CAM</h2><p>The same %d validation faces for every model: some all models get right, "
                        "some they disagree on, some all get wrong. The heat map is the evidence of the last "
-                       "convolutional stage for the predicted class, from ferc's own backward pass.</p>"
+                       "convolutional stage for the predicted class, from ferc's own backward pass; that stage's "
+                       "size (in brackets) is the map's true resolution: torchvision's networks divide the input "
+                       "by 32, so small faces give coarse maps.</p>"
                        "<img src=\"gradcam.png\">\n", nf);
         fprintf(f, "<h2>The seed notebook</h2><table><tr><th>model</th><th>seed notebook</th><th>here</th></tr>\n");
         for (int k = 0; k < nr; k++) {

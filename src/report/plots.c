@@ -338,10 +338,11 @@ int report_gradcam_png(const char *path, int nfaces, int side, const uint8_t *fa
 {
     const int cell = 120, left = 150, top = 40, gap = 8;
     int W = left + (nmodels + 1) * (cell + gap) + 10, H = top + nfaces * (cell + 26) + 10;
+    if (W < 620) W = 620;
     cairo_t *cr;
     cairo_surface_t *sf = new_canvas(W, H, &cr);
     cairo_set_source_rgb(cr, 0, 0, 0);
-    draw_text(cr, left, 16, "Grad-CAM: the last convolutional stage's evidence for the predicted class", 12);
+    draw_text(cr, 6, 16, "Grad-CAM: the last convolutional stage's evidence for the predicted class", 12);
     draw_text(cr, left, top - 6, "face", 11);
     for (int m = 0; m < nmodels; m++) draw_text(cr, left + (m + 1) * (cell + gap), top - 6, model_names[m], 11);
     unsigned char *px = malloc((size_t)cell * cell * 4);
