@@ -228,7 +228,7 @@ int main(void)
     snprintf(p, sizeof p, "%s/last.safetensors", c.out_dir);
     CHECK_OK(models_create(&g1, "resnet18", 3));
     trainer_state st, st_unused;
-    CHECK_OK(checkpoint_load(p, g1, NULL, &st));
+    CHECK_OK(checkpoint_load(p, g1, NULL, &st, NULL, NULL));
     int same_backbone = 1, head_changed = 0;
     for (int i = 0; i < g0->nparams; i++) {
         const nn_param *q = &g0->param_table[i];
@@ -260,7 +260,7 @@ int main(void)
     for (int k = 0; k < 2; k++) {
         snprintf(p, sizeof p, "%s/last.safetensors", cc[k].out_dir);
         CHECK_OK(models_create(&hc[k], "resnet18", 3));
-        CHECK_OK(checkpoint_load(p, hc[k], NULL, &st_unused));
+        CHECK_OK(checkpoint_load(p, hc[k], NULL, &st_unused, NULL, NULL));
     }
     if (hc[0] && hc[1]) {
         for (int k = 0; k < 2; k++) {
@@ -297,6 +297,7 @@ int main(void)
     /* 4. mixup: it learns, it changes the training (same batches, other weights than without
      * it), config.json records it, and a run resumed mid-epoch equals an uninterrupted one. */
     trainer_config mc[3];
+    double nomix_best = 0;
     const char *mnames[3] = {"nomix", "mix", "mixresumed"};
     for (int k = 0; k < 3; k++) {
         base_config(&mc[k], mnames[k]);
@@ -312,6 +313,7 @@ int main(void)
         } else {
             CHECK(rc == FERC_ERR_INTERRUPTED, "%s", ferc_last_error());
         }
+        if (k == 0) nomix_best = res.best_val_acc;
         if (k == 1) CHECK(res.best_val_acc >= 0.8, "mixup val acc %g (chance 0.33)", res.best_val_acc);
     }
     CHECK_OK(trainer_resume(mc[2].out_dir, NULL, NULL, &res));
@@ -322,6 +324,55 @@ int main(void)
     trainer_config back;
     CHECK_OK(trainer_config_read(mc[1].out_dir, &back));
     CHECK(back.mixup == 0.4, "config.json mixup %g", back.mixup);
+
+    /* 5. --ema: the same training as without it (identical batches and raw weights), the
+     * averaged weights validated at least as well as the raw ones of the same run without it,
+     * best.safetensors holds the average, and a run resumed mid-epoch equals an uninterrupted
+     * one, average included. */
+    trainer_config ec[2];
+    const char *enames[2] = {"ema", "emaresumed"};
+    for (int k = 0; k < 2; k++) {
+        base_config(&ec[k], enames[k]);
+        ec[k].freeze_epochs = 0;
+        ec[k].epochs = 6;
+        ec[k].lr = 3e-3;
+        ec[k].ema = 0.9;
+        if (k == 1) ec[k].max_steps = 13;
+        int rc = trainer_run(&ec[k], NULL, &res);
+        if (k == 0) {
+            CHECK_OK(rc);
+            printf("ema: best epoch %d val acc %.3f\n", res.best_epoch, res.best_val_acc);
+            CHECK(res.best_val_acc >= nomix_best && res.best_val_acc > 0.5, "ema val acc %g, %g without it (chance 0.33)",
+                  res.best_val_acc, nomix_best);
+        } else {
+            CHECK(rc == FERC_ERR_INTERRUPTED, "%s", ferc_last_error());
+        }
+    }
+    CHECK_OK(trainer_resume(ec[1].out_dir, NULL, NULL, &res));
+    int rt = 0, re = equal_tensors(mc[0].out_dir, ec[0].out_dir, &rt); /* nomix's tensors: no ema.* */
+    CHECK(rt > 100 && re == rt, "ema changed the training: %d of %d raw tensors equal", re, rt);
+    int et = 0, ee = equal_tensors(ec[0].out_dir, ec[1].out_dir, &et);
+    CHECK(et > 100 && ee == et, "ema: %d of %d tensors bitwise equal after resume", ee, et);
+    {
+        st_file last, best;
+        if (open_st(ec[0].out_dir, "last.safetensors", &last)) {
+            const st_tensor *avg = st_find(&last, "ema.params");
+            CHECK(avg != NULL, "the checkpoint holds no ema.params");
+            if (avg && open_st(ec[0].out_dir, "best.safetensors", &best)) {
+                /* the head is the last block of the flat parameters: fc.weight (3, 512), fc.bias (3) */
+                const st_tensor *raw = st_find(&last, "fc.weight"), *bw = st_find(&best, "fc.weight");
+                const float *a = (const float *)avg->data + st_numel(avg) - 3 - 3 * 512;
+                CHECK(raw && bw && raw->nbytes == 3 * 512 * 4 && memcmp(raw->data, a, raw->nbytes) != 0,
+                      "the average equals the raw weights");
+                if (res.best_epoch == 6 && bw) CHECK(memcmp(bw->data, a, bw->nbytes) == 0, "best.safetensors is not the average");
+                printf("ema: best epoch %d; the head's average and raw weights differ\n", res.best_epoch);
+                st_close(&best);
+            }
+            st_close(&last);
+        }
+    }
+    CHECK_OK(trainer_config_read(ec[0].out_dir, &back));
+    CHECK(back.ema == 0.9, "config.json ema %g", back.ema);
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

@@ -39,6 +39,8 @@ static void usage(FILE *f)
             "  --clip-value F          clip gradients by value (default off)\n"
             "  --clip-norm F           clip the gradient L2 norm (default off)\n"
             "  --label-smoothing F     (default 0)\n"
+            "  --ema DECAY             validate and keep an exponential moving average of the weights and\n"
+            "                          batch-norm statistics (e.g. 0.999; default 0 = off)\n"
             "  --mixup ALPHA           mixup with lambda ~ Beta(ALPHA, ALPHA) (default 0 = off; not on\n"
             "                          cached features)\n"
             "  --augment SPEC          training transform (default: resize(S,S) | randomcrop(S,pad=S/12,\n"
@@ -171,6 +173,7 @@ int cmd_train(int argc, char **argv)
         else if (!strcmp(a, "--clip-norm")) c.clip_norm = atof(v);
         else if (!strcmp(a, "--label-smoothing")) c.label_smoothing = atof(v);
         else if (!strcmp(a, "--mixup")) c.mixup = atof(v);
+        else if (!strcmp(a, "--ema")) c.ema = atof(v);
         else if (!strcmp(a, "--val-split")) c.val_split = atof(v);
         else if (!strcmp(a, "--backbone-lr-mult")) c.backbone_lr_mult = atof(v);
         else if (!strcmp(a, "--seed")) c.seed = strtoull(v, NULL, 10);

@@ -53,7 +53,8 @@ static int state_from_json(const char *text, trainer_state *s, const char *path)
     return FERC_OK;
 }
 
-int checkpoint_save(const char *path, const nn_graph *g, optim *opt, const trainer_state *st)
+int checkpoint_save(const char *path, const nn_graph *g, optim *opt, const trainer_state *st, const float *ema_params,
+                    const float *ema_buffers)
 {
     st_writer *w = st_writer_create();
     if (!w) return ferc_set_error(FERC_ERR_NOMEM, "checkpoint: out of memory");
@@ -72,6 +73,11 @@ int checkpoint_save(const char *path, const nn_graph *g, optim *opt, const train
     for (int i = 0; i < nt && !rc; i++) {
         int64_t n = (int64_t)ts[i].count;
         rc = st_writer_add(w, ts[i].name, ST_F32, 1, &n, ts[i].data);
+    }
+    if (ema_params && !rc) {
+        int64_t n = (int64_t)g->n_params, m = (int64_t)g->n_buffers;
+        rc = st_writer_add(w, "ema.params", ST_F32, 1, &n, ema_params);
+        if (!rc && m) rc = st_writer_add(w, "ema.buffers", ST_F32, 1, &m, ema_buffers);
     }
     char meta[1024];
     state_to_json(st, meta, sizeof meta);
@@ -93,7 +99,15 @@ int checkpoint_read_state(const char *path, trainer_state *st)
     return rc;
 }
 
-int checkpoint_load(const char *path, nn_graph *g, optim *opt, trainer_state *st)
+static int load_ema(const st_file *f, const char *name, float *dst, size_t count, const char *path)
+{
+    const st_tensor *t = st_find(f, name);
+    if (!t) return ferc_set_error(FERC_ERR_FORMAT, "%s: %s missing (the run averages weights: --ema)", path, name);
+    if (st_numel(t) != count) return ferc_set_error(FERC_ERR_SHAPE, "%s: %s has %zu elements, the model %zu", path, name, st_numel(t), count);
+    return st_to_f32(t, dst, count);
+}
+
+int checkpoint_load(const char *path, nn_graph *g, optim *opt, trainer_state *st, float *ema_params, float *ema_buffers)
 {
     st_file f;
     int rc = st_read(&f, path);
@@ -134,6 +148,8 @@ int checkpoint_load(const char *path, nn_graph *g, optim *opt, trainer_state *st
             free(tmp);
         }
     }
+    if (ema_params && !rc) rc = load_ema(&f, "ema.params", ema_params, g->n_params, path);
+    if (ema_buffers && g->n_buffers && !rc) rc = load_ema(&f, "ema.buffers", ema_buffers, g->n_buffers, path);
     st_close(&f);
     if (rc) ferc_wrap_error(rc, "loading checkpoint");
     return rc;

@@ -125,6 +125,7 @@ static int write_config(const trainer_config *c, const char *path)
     cJSON_AddNumberToObject(o, "clip_norm", c->clip_norm);
     cJSON_AddNumberToObject(o, "label_smoothing", c->label_smoothing);
     cJSON_AddNumberToObject(o, "mixup", c->mixup);
+    cJSON_AddNumberToObject(o, "ema", c->ema);
     cJSON_AddNumberToObject(o, "val_split", c->val_split);
     cJSON_AddNumberToObject(o, "backbone_lr_mult", c->backbone_lr_mult);
     cJSON_AddBoolToObject(o, "cache_features", c->cache_features);
@@ -188,6 +189,7 @@ int trainer_config_read(const char *run_dir, trainer_config *c)
     NUM("clip_norm", c->clip_norm);
     NUM("label_smoothing", c->label_smoothing);
     NUM("mixup", c->mixup);
+    NUM("ema", c->ema);
     NUM("val_split", c->val_split);
     NUM("backbone_lr_mult", c->backbone_lr_mult);
     c->cache_features = cJSON_IsTrue(cJSON_GetObjectItem(o, "cache_features"));
@@ -248,6 +250,7 @@ typedef struct run {
     data_loader *Lplain;         /* the training split without augmentation, same order */
     float *fx;                   /* (B, D) gathered batch */
     int lock_fd;                 /* RUN_DIR/.lock, held while the run works in the folder */
+    float *ema_p, *ema_b;        /* --ema: the averaged weights and batch-norm statistics */
 } run;
 
 static void run_free(run *r)
@@ -276,6 +279,8 @@ static void run_free(run *r)
     free(r->ymix);
     free(r->xpad);
     free(r->hist);
+    free(r->ema_p);
+    free(r->ema_b);
     file_dir_unlock(r->lock_fd);
     r->lock_fd = -1;
     models_meta_free(&r->meta);
@@ -550,15 +555,63 @@ static int read_metrics(run *r, int keep)
     return FERC_OK;
 }
 
-static int save_best(run *r, const trainer_state *st)
+/* ---- --ema: an exponential moving average of the weights ------------------------------------
+ * After every optimizer step ema = d * ema + (1 - d) * w for every parameter and batch-norm
+ * running statistic, with d warmed up as min(decay, (1 + t) / (10 + t)) over the phase's steps
+ * t (as timm's ModelEma). Validation, best.safetensors and the final model use the average;
+ * training continues on the raw weights. The average is part of the checkpoint. */
+static int ema_alloc(run *r, bool init)
+{
+    if (!(r->cfg.ema > 0)) return FERC_OK;
+    const nn_graph *g = r->g;
+    r->ema_p = malloc((g->n_params ? g->n_params : 1) * sizeof(float));
+    r->ema_b = malloc((g->n_buffers ? g->n_buffers : 1) * sizeof(float));
+    if (!r->ema_p || !r->ema_b) return ferc_set_error(FERC_ERR_NOMEM, "out of memory for --ema");
+    if (init) {
+        memcpy(r->ema_p, g->params, g->n_params * sizeof(float));
+        memcpy(r->ema_b, g->buffers, g->n_buffers * sizeof(float));
+    }
+    return FERC_OK;
+}
+
+static void ema_update(run *r, int64_t t)
+{
+    if (!r->ema_p) return;
+    double d = r->cfg.ema, warm = (1.0 + (double)t) / (10.0 + (double)t);
+    float a = (float)(d < warm ? d : warm), b = 1 - a;
+    const nn_graph *g = r->g;
+    for (size_t i = 0; i < g->n_params; i++) r->ema_p[i] = a * r->ema_p[i] + b * g->params[i];
+    for (size_t i = 0; i < g->n_buffers; i++) r->ema_b[i] = a * r->ema_b[i] + b * g->buffers[i];
+}
+
+/* Exchanges the raw and the averaged weights (twice: back as they were). */
+static void ema_swap(run *r)
+{
+    if (!r->ema_p) return;
+    nn_graph *g = r->g;
+    for (size_t i = 0; i < g->n_params; i++) {
+        float t = g->params[i];
+        g->params[i] = r->ema_p[i];
+        r->ema_p[i] = t;
+    }
+    for (size_t i = 0; i < g->n_buffers; i++) {
+        float t = g->buffers[i];
+        g->buffers[i] = r->ema_b[i];
+        r->ema_b[i] = t;
+    }
+    nn_exec_params_changed(r->ex); /* frozen layers' cached weight layouts */
+}
+
+static int save_best(run *r, const trainer_state *st, int epoch, double val_acc)
 {
     char training[1024], path[TRAINER_PATH_MAX + 32];
     snprintf(training, sizeof training,
              "{\"epoch\":%d,\"val_acc\":%.6f,\"seed\":%llu,\"batch\":%d,\"lr\":%g,\"optimizer\":\"%s\",\"schedule\":\"%s\","
-             "\"freeze_epochs\":%d,\"epochs\":%d,\"weights\":\"%s\",\"ferc_version\":\"%s\"}",
-             st->best_epoch, st->best_val_acc, (unsigned long long)r->cfg.seed, r->cfg.batch, r->cfg.lr,
+             "\"freeze_epochs\":%d,\"epochs\":%d,\"weights\":\"%s\",\"ema\":%g,\"ferc_version\":\"%s\"}",
+             epoch, val_acc, (unsigned long long)r->cfg.seed, r->cfg.batch, r->cfg.lr,
              optim_kind_name(r->cfg.optimizer), sched_kind_name(r->cfg.schedule), r->cfg.freeze_epochs, r->cfg.epochs,
-             r->cfg.weights[0] ? "yes" : "no", ferc_version());
+             r->cfg.weights[0] ? "yes" : "no", r->cfg.ema, ferc_version());
+    (void)st;
     free(r->meta.training_json);
     r->meta.training_json = strdup(training);
     out_path(r, path, sizeof path, "best.safetensors");
@@ -569,7 +622,7 @@ static int save_last(run *r, const trainer_state *st)
 {
     char path[TRAINER_PATH_MAX + 32];
     out_path(r, path, sizeof path, "last.safetensors");
-    return checkpoint_save(path, r->g, r->opt, st);
+    return checkpoint_save(path, r->g, r->opt, st, r->ema_p, r->ema_b);
 }
 
 /* val_predictions.csv: path,label,<p of each class> for every validation image (one pass of
@@ -857,6 +910,7 @@ static int train_loop(run *r, trainer_state *st, trainer_result *res)
             if (c->clip_norm > 0) optim_clip_grad_norm(r->opt, r->g->grads, (float)c->clip_norm, NULL);
             lr = sched_lr(&r->sch, st->phase_step);
             if ((rc = optim_step_sched(r->opt, r->g->params, r->g->grads, &r->sch, st->phase_step))) return rc;
+            ema_update(r, st->phase_step);
             if (!isfinite(loss)) return ferc_set_error(FERC_ERR_INVALID, "the loss became %g at epoch %d step %d (lower --lr?)", loss, epoch + 1, st->step_in_epoch + 1);
             st->phase_step++;
             st->step_in_epoch++;
@@ -881,7 +935,11 @@ static int train_loop(run *r, trainer_state *st, trainer_result *res)
         }
         double train_seconds = st->epoch_seconds, t0 = time_now();
         trainer_epoch e = {st->phase, epoch + 1, st->loss_sum / st->seen, st->correct / st->seen, 0, 0, lr, 0, 0, false};
-        if ((rc = validate(r, &e.val_loss, &e.val_acc, NULL, NULL))) return rc;
+        ema_swap(r); /* with --ema the averaged weights are validated and saved */
+        rc = validate(r, &e.val_loss, &e.val_acc, NULL, NULL);
+        if (!rc && e.val_acc > st->best_val_acc) rc = save_best(r, st, epoch + 1, e.val_acc);
+        ema_swap(r);
+        if (rc) return rc;
         e.seconds = train_seconds + (time_now() - t0);
         e.images_per_s = st->seen / (train_seconds > 0 ? train_seconds : 1e-9);
         st->elapsed += e.seconds;
@@ -890,7 +948,6 @@ static int train_loop(run *r, trainer_state *st, trainer_result *res)
             st->best_epoch = epoch + 1;
             st->bad_epochs = 0;
             e.best = true;
-            if ((rc = save_best(r, st))) return rc;
         } else {
             st->bad_epochs++;
         }
@@ -930,7 +987,8 @@ static int validate_config(const trainer_config *c)
         c->epochs < 0 || c->freeze_epochs + c->epochs < 1)
         return ferc_set_error(FERC_ERR_INVALID, "need 1 <= batch <= 65536, 8 <= img_size <= 4096 and at least one epoch");
     if (!(c->lr > 0) || c->weight_decay < 0 || c->clip_value < 0 || c->clip_norm < 0 || c->label_smoothing < 0 ||
-        c->label_smoothing >= 1 || !(c->mixup >= 0 && c->mixup <= 100) || c->val_split < 0 || c->val_split >= 1 || c->backbone_lr_mult < 0)
+        c->label_smoothing >= 1 || !(c->mixup >= 0 && c->mixup <= 100) || c->val_split < 0 || c->val_split >= 1 ||
+        c->backbone_lr_mult < 0 || !(c->ema >= 0 && c->ema < 1))
         return ferc_set_error(FERC_ERR_INVALID, "bad numeric option (lr > 0, 0 <= label smoothing < 1, 0 <= val split < 1, ...)");
     return FERC_OK;
 }
@@ -979,6 +1037,7 @@ int trainer_run(const trainer_config *cfg, const trainer_callbacks *cb, trainer_
     st.best_val_acc = -1;
     st.seed = r.cfg.seed;
     if ((rc = begin_phase(&r, st.phase))) goto out;
+    if ((rc = ema_alloc(&r, true))) goto out;
     /* A checkpoint before the first step, so that a run killed at any moment after this can
      * be resumed (before it, --resume starts the run again from config.json). */
     if ((rc = save_last(&r, &st))) goto out;
@@ -1033,7 +1092,8 @@ int trainer_resume(const char *run_dir, const trainer_config *ov, const trainer_
         goto out;
     }
     if ((rc = begin_phase(&r, st.phase))) goto out;
-    if ((rc = checkpoint_load(ckpt, r.g, r.opt, &st))) goto out;
+    if ((rc = ema_alloc(&r, false))) goto out;
+    if ((rc = checkpoint_load(ckpt, r.g, r.opt, &st, r.ema_p, r.ema_b))) goto out;
     rc = train_loop(&r, &st, res);
 out:
     run_free(&r);

@@ -65,6 +65,9 @@ typedef struct trainer_config {
     double clip_value, clip_norm;       /* 0 = none */
     double label_smoothing;
     double mixup;                       /* mixup alpha: lambda ~ Beta(alpha, alpha); 0 = off */
+    double ema;                         /* decay of an exponential moving average of the weights and
+                                           batch-norm statistics, validated and saved as the model;
+                                           0 = off (e.g. 0.999) */
     double val_split;
     double backbone_lr_mult;            /* phase 2 */
     uint64_t seed;
@@ -154,10 +157,13 @@ typedef struct trainer_state {
 } trainer_state;
 
 /* Writes params, buffers, batch counts, the optimizer's state tensors and *st atomically. */
-int checkpoint_save(const char *path, const nn_graph *g, optim *opt, const trainer_state *st);
+/* ema_params (n_params) and ema_buffers (n_buffers) may be NULL (no --ema): saved as the tensors
+ * "ema.params" and "ema.buffers". */
+int checkpoint_save(const char *path, const nn_graph *g, optim *opt, const trainer_state *st, const float *ema_params,
+                    const float *ema_buffers);
 /* Reads the trainer state only. */
 int checkpoint_read_state(const char *path, trainer_state *st);
 /* Restores params, buffers and batch counts into g and the optimizer's state (opt may be NULL). */
-int checkpoint_load(const char *path, nn_graph *g, optim *opt, trainer_state *st);
+int checkpoint_load(const char *path, nn_graph *g, optim *opt, trainer_state *st, float *ema_params, float *ema_buffers);
 
 #endif
