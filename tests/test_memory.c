@@ -23,6 +23,7 @@ static double json_num(const char *text, const char *key)
     return p ? atof(p + strlen(k)) : -1;
 }
 
+#if !defined(__SANITIZE_ADDRESS__)
 static void compare(const char *bin, const char *arch, int img, int batch, const char *precision)
 {
     char cmd[512], *info = NULL, *train = NULL, *infer = NULL;
@@ -46,6 +47,8 @@ static void compare(const char *bin, const char *arch, int img, int batch, const
     free(train);
     free(infer);
 }
+
+#endif
 
 /* The plans share: each needs much less than the same plan with every buffer its own. */
 static void sharing(const char *arch, int img, int batch)
