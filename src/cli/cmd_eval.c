@@ -395,7 +395,9 @@ int cmd_eval(int argc, char **argv)
         if (file_mkdirs(out) || report_confusion_png(path, mt.confusion, K, (const char *const *)m->class_names)) { cli_fail(out); goto done; }
         snprintf(path, sizeof path, "%s/eval.json", out);
         if (file_write_atomic(path, js, strlen(js))) { cli_fail(out); goto done; }
-        size_t cap = 64 + (size_t)mt.n * 64, len = 0;
+        size_t longest = 0, len = 0;
+        for (int c = 0; c < K; c++) longest = strlen(m->class_names[c]) > longest ? strlen(m->class_names[c]) : longest;
+        size_t cap = 64 + n * (2 * longest + 24); /* two names, a number, commas, newline */
         for (size_t i = 0; i < n; i++) cap += strlen(ix.paths[i]);
         char *csv = malloc(cap);
         if (!csv) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }

@@ -631,7 +631,9 @@ static int write_predictions(run *r, const float *probs)
 {
     size_t cap = 64 + (size_t)r->K * 24, len = 0;
     for (int c = 0; c < r->K; c++) cap += strlen(r->ix.display_names[c]) + 4;
-    for (size_t i = 0; i < r->n_val; i++) cap += strlen(r->ix.paths[r->val_idx[i]]) + 32 + (size_t)r->K * 12;
+    for (size_t i = 0; i < r->n_val; i++) /* path, label, K numbers of at most 12 characters with their commas */
+        cap += strlen(r->ix.paths[r->val_idx[i]]) + strlen(r->ix.display_names[r->ix.labels[r->val_idx[i]]]) + 4 +
+               (size_t)r->K * 16;
     char *csv = malloc(cap);
     if (!csv) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     len += (size_t)snprintf(csv + len, cap - len, "path,label");
