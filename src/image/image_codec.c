@@ -276,11 +276,13 @@ static int decode_bmp(image *img, const uint8_t *d, size_t n, const char *name)
 {
     if (n < 54) return ferc_set_error(FERC_ERR_FORMAT, "%s: truncated BMP", name);
     uint32_t off = rd32(d + 10, 1), hsz = rd32(d + 14, 1);
-    int32_t w = (int32_t)rd32(d + 18, 1), h = (int32_t)rd32(d + 22, 1);
+    int32_t w = (int32_t)rd32(d + 18, 1), h32 = (int32_t)rd32(d + 22, 1);
     int bpp = rd16(d + 28, 1);
     uint32_t comp = rd32(d + 30, 1), ncol = rd32(d + 46, 1);
-    int top_down = h < 0;
-    if (top_down) h = -h;
+    int top_down = h32 < 0;
+    /* negated in 64 bits: -INT32_MIN does not fit an int32 (a fuzzed header had it) */
+    int64_t h64 = top_down ? -(int64_t)h32 : (int64_t)h32;
+    int32_t h = h64 > 65535 ? 65536 : (int32_t)h64;
     if (w <= 0 || h <= 0 || w > 65535 || h > 65535 || !(comp == 0 || (comp == 3 && bpp == 32)) ||
         (bpp != 8 && bpp != 24 && bpp != 32))
         return ferc_set_error(FERC_ERR_UNSUPPORTED, "%s: unsupported BMP (%d bpp, compression %u)", name, bpp, comp);
