@@ -407,6 +407,16 @@ static void cost(crun *r, const compare_opts *o)
 
 typedef struct face_pick { int64_t idx; const char *category; } face_pick;
 
+/* The image of category c with the highest key, taken out of the running (-1: none left). */
+static int64_t take_best(int8_t *cat, const double *key, int64_t n, int c)
+{
+    int64_t best = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (cat[i] == c && (best < 0 || key[i] > key[best])) best = i;
+    if (best >= 0) cat[best] = -1;
+    return best;
+}
+
 /* 4 that every model gets right (most confident first), 4 they disagree on, 4 all get wrong
  * (most confident first); with one model, the middle row goes to the other two, and a
  * category with too few faces leaves its places to the others. */
@@ -437,23 +447,13 @@ static int pick_faces(crun *runs, int nr, face_pick *out, uint64_t seed)
     static const char *names[3] = {"all right", "disagree", "all wrong"};
     for (int c = 0; c < 3; c++)
         for (int k = 0; k < want[c]; k++) {
-            int64_t best = -1;
-            for (int64_t i = 0; i < n; i++)
-                if (cat[i] == c && (best < 0 || key[i] > key[best])) best = i;
+            int64_t best = take_best(cat, key, n, c);
             if (best < 0) break;
             out[got++] = (face_pick){best, names[c]};
-            cat[best] = -1;
         }
     /* a category short of faces (tiny validation sets): the others fill the grid */
     for (int c = 0; c < 3 && got < NFACES; c++)
-        while (got < NFACES) {
-            int64_t best = -1;
-            for (int64_t i = 0; i < n; i++)
-                if (cat[i] == c && (best < 0 || key[i] > key[best])) best = i;
-            if (best < 0) break;
-            out[got++] = (face_pick){best, names[c]};
-            cat[best] = -1;
-        }
+        for (int64_t best; got < NFACES && (best = take_best(cat, key, n, c)) >= 0;) out[got++] = (face_pick){best, names[c]};
     free(key);
     free(cat);
     return got;
@@ -630,6 +630,24 @@ static int write_curves(crun *runs, int nr, const char *out_dir)
     return rc;
 }
 
+/* McNemar of one pair of runs on the same images. */
+typedef struct pair_stat {
+    int a, b;
+    int64_t only_a, only_b;  /* images only run a / only run b gets right */
+    double statistic, p_chi2, p_exact;
+} pair_stat;
+
+static pair_stat pair_of(const crun *runs, int a, int b)
+{
+    pair_stat p = {a, b, 0, 0, 0, 0, 0};
+    for (int64_t i = 0; i < runs[a].n; i++) {
+        p.only_a += runs[a].correct[i] && !runs[b].correct[i];
+        p.only_b += !runs[a].correct[i] && runs[b].correct[i];
+    }
+    compare_mcnemar(p.only_a, p.only_b, &p.statistic, &p.p_chi2, &p.p_exact);
+    return p;
+}
+
 int compare_runs(const char *const *run_dirs, int nr, const char *out_dir, const compare_opts *o)
 {
     compare_opts def;
@@ -770,28 +788,20 @@ int compare_runs(const char *const *run_dirs, int nr, const char *out_dir, const
         }
         for (int a = 0; a < nr; a++)
             for (int b = a + 1; b < nr; b++) {
-                int64_t only_a = 0, only_b = 0;
+                pair_stat ps = pair_of(runs, a, b);
                 cJSON *la = o->list_discordant ? cJSON_CreateArray() : NULL, *lb = o->list_discordant ? cJSON_CreateArray() : NULL;
-                for (int64_t i = 0; i < runs[a].n; i++) {
-                    if (runs[a].correct[i] && !runs[b].correct[i]) {
-                        only_a++;
-                        if (la) cJSON_AddItemToArray(la, cJSON_CreateString(runs[a].paths[i]));
-                    }
-                    if (!runs[a].correct[i] && runs[b].correct[i]) {
-                        only_b++;
-                        if (lb) cJSON_AddItemToArray(lb, cJSON_CreateString(runs[a].paths[i]));
-                    }
+                for (int64_t i = 0; la && i < runs[a].n; i++) {
+                    if (runs[a].correct[i] && !runs[b].correct[i]) cJSON_AddItemToArray(la, cJSON_CreateString(runs[a].paths[i]));
+                    if (!runs[a].correct[i] && runs[b].correct[i]) cJSON_AddItemToArray(lb, cJSON_CreateString(runs[a].paths[i]));
                 }
-                double st, pc, pe;
-                compare_mcnemar(only_a, only_b, &st, &pc, &pe);
                 cJSON *e = cJSON_CreateObject();
                 cJSON_AddStringToObject(e, "a", runs[a].name);
                 cJSON_AddStringToObject(e, "b", runs[b].name);
-                cJSON_AddNumberToObject(e, "only_a_right", (double)only_a);
-                cJSON_AddNumberToObject(e, "only_b_right", (double)only_b);
-                cJSON_AddNumberToObject(e, "statistic", st);
-                cJSON_AddNumberToObject(e, "p_value", pc);
-                cJSON_AddNumberToObject(e, "p_exact", pe);
+                cJSON_AddNumberToObject(e, "only_a_right", (double)ps.only_a);
+                cJSON_AddNumberToObject(e, "only_b_right", (double)ps.only_b);
+                cJSON_AddNumberToObject(e, "statistic", ps.statistic);
+                cJSON_AddNumberToObject(e, "p_value", ps.p_chi2);
+                cJSON_AddNumberToObject(e, "p_exact", ps.p_exact);
                 if (la) cJSON_AddItemToObject(e, "only_a_right_paths", la);
                 if (lb) cJSON_AddItemToObject(e, "only_b_right_paths", lb);
                 cJSON_AddItemToArray(jp, e);
@@ -867,19 +877,13 @@ int compare_runs(const char *const *run_dirs, int nr, const char *out_dir, const
                        "<th>p (chi-square)</th><th>p (exact)</th></tr>\n");
             for (int a = 0; a < nr; a++)
                 for (int b = a + 1; b < nr; b++) {
-                    int64_t only_a = 0, only_b = 0;
-                    for (int64_t i = 0; i < runs[a].n; i++) {
-                        only_a += runs[a].correct[i] && !runs[b].correct[i];
-                        only_b += !runs[a].correct[i] && runs[b].correct[i];
-                    }
-                    double st, pc, pe;
-                    compare_mcnemar(only_a, only_b, &st, &pc, &pe);
+                    pair_stat ps = pair_of(runs, a, b);
                     fprintf(f, "<tr><td>");
                     html_escape(f, runs[a].name);
                     fprintf(f, " vs ");
                     html_escape(f, runs[b].name);
                     fprintf(f, "</td><td>%lld</td><td>%lld</td><td>%.2f</td><td>%.3g</td><td>%.3g</td></tr>\n",
-                            (long long)only_a, (long long)only_b, st, pc, pe);
+                            (long long)ps.only_a, (long long)ps.only_b, ps.statistic, ps.p_chi2, ps.p_exact);
                 }
             fprintf(f, "</table>\n");
         }
