@@ -62,7 +62,7 @@ static int exif_orientation(const uint8_t *p, size_t n)
     else if (p[0] == 'M' && p[1] == 'M') le = 0;
     else return 1;
     uint32_t ifd = rd32(p + 4, le);
-    if (ifd + 2 > n) return 1;
+    if ((size_t)ifd + 2 > n) return 1; /* in size_t: 0xffffffff + 2 wraps in 32 bits (a fuzzed file had it) */
     unsigned count = rd16(p + ifd, le);
     for (unsigned i = 0; i < count; i++) {
         size_t e = ifd + 2 + 12 * (size_t)i;
