@@ -15,6 +15,7 @@
 #include "nn/nn.h"
 #include "testutil.h"
 
+#if !defined(__SANITIZE_ADDRESS__)
 static double json_num(const char *text, const char *key)
 {
     char k[64];
@@ -23,7 +24,6 @@ static double json_num(const char *text, const char *key)
     return p ? atof(p + strlen(k)) : -1;
 }
 
-#if !defined(__SANITIZE_ADDRESS__)
 static void compare(const char *bin, const char *arch, int img, int batch, const char *precision)
 {
     char cmd[512], *info = NULL, *train = NULL, *infer = NULL;
