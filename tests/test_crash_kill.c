@@ -4,7 +4,6 @@
  * metrics, bit for bit, as an uninterrupted run of the same command, and leaves no temporary
  * file behind. Every resume must get under way (not fail) before it is killed in turn.
  * FERC_TEST_SEED chooses the kill moments (default 1). */
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,21 +50,6 @@ static void train_args(char *buf, size_t n, const char *out)
              root, EPOCHS, root, out);
 }
 
-/* Temporary files of interrupted atomic writes in DIR; their names go to `names` (first one). */
-static int tmp_files(const char *dir, char *first, size_t n)
-{
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int count = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) {
-            if (count++ == 0 && first) snprintf(first, n, "%s", e->d_name);
-        }
-    closedir(d);
-    return count;
-}
-
 /* Polls DIR every millisecond until a temporary file has appeared there for the nth time
  * while pid runs (an appearance is a poll that finds one after a poll that found none, or
  * finds another name); true when it did. */
@@ -78,7 +62,7 @@ static bool wait_for_write(pid_t pid, const char *dir, int nth, double timeout_m
         if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid)
             return false; /* it ended (left unreaped for the caller) */
         char name[256] = "";
-        tmp_files(dir, name, sizeof name);
+        test_count_tmp(dir, name, sizeof name);
         if (name[0] && strcmp(name, last) && ++seen >= nth) return true;
         snprintf(last, sizeof last, "%s", name);
         sleep_ms(1);
@@ -171,7 +155,7 @@ int main(void)
         waitpid(pid, &status, 0);
         kills++;
         char name[256] = "";
-        int left = tmp_files(dir, name, sizeof name);
+        int left = test_count_tmp(dir, name, sizeof name);
         in_write += left > 0;
         printf("kill %2d: %s, %s\n", k + 1, at_write ? "at a write" : "at random", left ? name : "between writes");
     }
@@ -185,7 +169,7 @@ int main(void)
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "final resume failed with status %d (see %s/log)", status, root);
     char name[256] = "";
-    int left = tmp_files(dir, name, sizeof name);
+    int left = test_count_tmp(dir, name, sizeof name);
     CHECK(left == 0, "%d temporary files left after the resume (%s)", left, name);
 
     char pa[600], pb[600];

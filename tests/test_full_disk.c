@@ -7,7 +7,6 @@
  *     once there is room again;
  *   - ferc convert and ferc train --resume from the command line, under `ulimit -f` (of
  *     /bin/sh, in 512-byte blocks). */
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,16 +21,6 @@
 #include "train/trainer.h"
 
 static char root[256];
-
-static int tmp_count(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d))) n += strstr(e->d_name, ".tmp.") != NULL;
-    if (d) closedir(d);
-    return n;
-}
 
 static bool same_file(const char *a, const uint8_t *data, size_t size)
 {
@@ -56,18 +45,11 @@ static void unlimit_files(void) { CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0, "s
 
 static void config(trainer_config *c, const char *name)
 {
-    trainer_config_default(c);
-    snprintf(c->data_dir, sizeof c->data_dir, "%s/data", root);
-    snprintf(c->out_dir, sizeof c->out_dir, "%s/%s", root, name);
-    snprintf(c->arch, sizeof c->arch, "resnet18");
-    snprintf(c->augment, sizeof c->augment, "randomcrop(16,pad=2,mode=reflect) | hflip | normalize(cifar10)");
-    c->img_size = 16;
-    c->batch = 8;
+    char data[300], out[300];
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(out, sizeof out, "%s/%s", root, name);
+    test_train_config(c, data, out, 16, 2);
     c->epochs = 3;
-    c->lr = 1e-2;
-    c->optimizer = OPTIM_ADAM;
-    c->seed = 5;
-    c->threads = 2;
 }
 
 int main(void)
@@ -98,7 +80,7 @@ int main(void)
     CHECK(rc == FERC_ERR_IO, "models_save returned %d", rc);
     CHECK(strstr(msg, path) && strstr(msg, strerror(EFBIG)), "the message names the file and the cause: %s", msg);
     CHECK(same_file(path, before, before_n), "the previous model changed");
-    CHECK(tmp_count(root) == 0, "a temporary file was left behind");
+    CHECK(test_count_tmp(root, NULL, 0) == 0, "a temporary file was left behind");
     CHECK_OK(models_save(other, g, &m, ST_F32)); /* with room again it works */
     models_meta_free(&m);
     nn_graph_destroy(g);
@@ -124,7 +106,7 @@ int main(void)
     CHECK(rc == FERC_ERR_IO, "trainer_resume returned %d", rc);
     CHECK(strstr(msg, ckpt) && strstr(msg, strerror(EFBIG)), "the message names the file and the cause: %s", msg);
     CHECK(same_file(ckpt, before, before_n), "the previous checkpoint changed");
-    CHECK(tmp_count(run_dir) == 0, "a temporary file was left behind");
+    CHECK(test_count_tmp(run_dir, NULL, 0) == 0, "a temporary file was left behind");
     free(before);
     CHECK_OK(trainer_resume(run_dir, &ov, NULL, NULL)); /* room again: the run finishes */
 
@@ -140,7 +122,7 @@ int main(void)
         CHECK(st != 0 && st != -1, "ferc convert exited with %d", st);
         CHECK(out && strstr(out, other) && strstr(out, strerror(EFBIG)), "message: %s", out ? out : "");
         CHECK(same_file(other, before, before_n), "ferc convert changed the previous file");
-        CHECK(tmp_count(root) == 0, "a temporary file was left behind");
+        CHECK(test_count_tmp(root, NULL, 0) == 0, "a temporary file was left behind");
         free(out);
         free(before);
 
@@ -156,7 +138,7 @@ int main(void)
         CHECK(st != 0 && st != -1, "ferc train exited with %d", st);
         CHECK(out && strstr(out, ckpt) && strstr(out, strerror(EFBIG)), "message: %s", out ? out : "");
         CHECK(same_file(ckpt, before, before_n), "ferc train changed the previous checkpoint");
-        CHECK(tmp_count(run_dir) == 0, "a temporary file was left behind");
+        CHECK(test_count_tmp(run_dir, NULL, 0) == 0, "a temporary file was left behind");
         free(out);
         free(before);
     } else {

@@ -54,21 +54,14 @@ static void make_data(void)
 
 static void base_config(trainer_config *c, const char *name)
 {
-    trainer_config_default(c);
-    snprintf(c->data_dir, sizeof c->data_dir, "%s/data", root);
-    snprintf(c->out_dir, sizeof c->out_dir, "%s/%s", root, name);
-    snprintf(c->arch, sizeof c->arch, "resnet18");
-    snprintf(c->augment, sizeof c->augment, "randomcrop(12,pad=1,mode=reflect) | hflip | normalize(cifar10)");
-    c->img_size = 12;
-    c->batch = 8;
+    char data[300], out[300];
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(out, sizeof out, "%s/%s", root, name);
+    test_train_config(c, data, out, 12, 1);
     c->val_split = 0.25;    /* 45 train (5 steps of 8), 15 val */
     c->freeze_epochs = 4;
     c->epochs = 1;
-    c->lr = 1e-2;
-    c->optimizer = OPTIM_ADAM;
     c->schedule = SCHED_CONSTANT;
-    c->seed = 5;
-    c->threads = 2;
 }
 
 static st_file *open_st(const char *dir, const char *name, st_file *f)

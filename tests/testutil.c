@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "image/image.h"
 #include "models/models.h"
 #include "testutil.h"
+#include "train/trainer.h"
 
 int test_failures;
 int test_checks;
@@ -201,4 +203,32 @@ void test_make_image_folder(const char *dir, int per_class, int side, unsigned l
             image_free(&img);
         }
     }
+}
+
+void test_train_config(trainer_config *c, const char *data_dir, const char *out_dir, int side, int pad)
+{
+    trainer_config_default(c);
+    snprintf(c->data_dir, sizeof c->data_dir, "%s", data_dir);
+    snprintf(c->out_dir, sizeof c->out_dir, "%s", out_dir);
+    snprintf(c->arch, sizeof c->arch, "resnet18");
+    snprintf(c->augment, sizeof c->augment, "randomcrop(%d,pad=%d,mode=reflect) | hflip | normalize(cifar10)", side,
+             pad);
+    c->img_size = side;
+    c->batch = 8;
+    c->lr = 1e-2;
+    c->optimizer = OPTIM_ADAM;
+    c->seed = 5;
+    c->threads = 2;
+}
+
+int test_count_tmp(const char *dir, char *first, size_t n)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, ".tmp.") && count++ == 0 && first) snprintf(first, n, "%s", e->d_name);
+    closedir(d);
+    return count;
 }

@@ -65,6 +65,16 @@ void test_make_model(const char *path, const char *arch, int img_size, unsigned 
  * each that a network learns in a few epochs (dark, bright, bright top half), from `seed`. */
 void test_make_image_folder(const char *dir, int per_class, int side, unsigned long long seed);
 
+/* ---- training tests ---- */
+typedef struct trainer_config trainer_config;
+/* The small training run the trainer tests share: defaults, then resnet18 at side x side on
+ * data_dir into out_dir, augmentation randomcrop(side, pad, reflect) | hflip | normalize(cifar10),
+ * batch 8, Adam at lr 1e-2, seed 5, 2 threads; the caller sets the epochs and the rest. */
+void test_train_config(trainer_config *c, const char *data_dir, const char *out_dir, int side, int pad);
+/* Temporary files of interrupted atomic writes ("*.tmp.<pid>") in dir; the first one's name
+ * goes to `first` when not NULL. 0 when dir cannot be opened. */
+int test_count_tmp(const char *dir, char *first, size_t n);
+
 #endif
 
 /* ---- fixtures (safetensors files written by the scripts in tools/) ---- */

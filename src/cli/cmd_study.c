@@ -147,10 +147,13 @@ int cmd_study(int argc, char **argv)
     }
     if (!resume && (!c.data_dir[0] || !c.out_dir[0])) return cli_usage_error("study", "--data and --out are required (or --resume)");
     u.tty = isatty(2);
-    u.batch = c.batch;
-    for (int i = 0; i < c.narchs; i++) {
+    /* the time-left estimate weighs the runs by FLOPs: those of the study being resumed */
+    study_config sc = c;
+    if (resume && study_config_read(resume, &sc)) sc = c;
+    u.batch = sc.batch;
+    for (int i = 0; i < sc.narchs; i++) {
         nn_graph *g = NULL;
-        if (!models_create(&g, c.archs[i], 6) && !nn_graph_infer_shapes(g, 1, 3, c.img_size, c.img_size))
+        if (!models_create(&g, sc.archs[i], 6) && !nn_graph_infer_shapes(g, 1, 3, sc.img_size, sc.img_size))
             u.flops[i] = nn_graph_flops(g);
         nn_graph_destroy(g);
     }

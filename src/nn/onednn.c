@@ -200,11 +200,18 @@ static int vb_attach(ond *b, int id, dnnl_memory_t m)
 }
 
 /* A memory with no buffer yet, registered for destruction and hung on vbuf `id`. */
-static int mk_vmem(ond *b, dnnl_memory_t *m, const dnnl_memory_desc_t *md, int id, int node)
+/* A memory without a buffer yet (owned by the backend like every other). */
+static int mk_bare(ond *b, dnnl_memory_t *m, const dnnl_memory_desc_t *md, int node)
 {
     TRY(dnnl_memory_create(m, md, b->eng, DNNL_MEMORY_NONE), "memory creation", node);
     CHECK_RC(grow((void **)&b->mems, &b->cap_mems, b->nmems, sizeof(dnnl_memory_t)));
     b->mems[b->nmems++] = *m;
+    return FERC_OK;
+}
+
+static int mk_vmem(ond *b, dnnl_memory_t *m, const dnnl_memory_desc_t *md, int id, int node)
+{
+    CHECK_RC(mk_bare(b, m, md, node));
     return vb_attach(b, id, *m);
 }
 
@@ -223,12 +230,7 @@ static int mk_view(ond *b, dnnl_memory_t *m, const dnnl_memory_desc_t *md, dnnl_
     if (id >= 0) return mk_vmem(b, m, md, id, node);
     void *h = NULL;
     dnnl_memory_get_data_handle(base, &h);
-    if (!h) { /* a dry run: the base has no buffer, and the view adds none */
-        TRY(dnnl_memory_create(m, md, b->eng, DNNL_MEMORY_NONE), "memory creation", node);
-        CHECK_RC(grow((void **)&b->mems, &b->cap_mems, b->nmems, sizeof(dnnl_memory_t)));
-        b->mems[b->nmems++] = *m;
-        return FERC_OK;
-    }
+    if (!h) return mk_bare(b, m, md, node); /* a dry run: the base has no buffer, and the view adds none */
     return mk_mem(b, m, md, h, node);
 }
 
@@ -1111,7 +1113,7 @@ static int plan_linear(ond *b, int i)
         dnnl_primitive_desc_t dpd;
         if ((rc = pd_create(b, &dpd, &dd_, false, fpd, "linear backward-data", i))) goto out;
         /* Into a plain (N, C, 1, 1) temporary, then into the input's gradient. */
-        dnnl_memory_t t4, t2;
+        dnnl_memory_t t4 = NULL, t2 = NULL;
         rc = mk_tmp(b, &t4, &plain_in, i);
         if (!rc) rc = mk_tmp(b, &t2, &src2, i);
         dnnl_exec_arg_t dargs[3] = {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, t2}};

@@ -227,40 +227,6 @@ static int load_predictions(crun *r)
     return rc;
 }
 
-static int load_history(crun *r)
-{
-    char path[1200];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
-    char *text = read_text(path);
-    if (!text) return FERC_OK; /* curves are then empty */
-    int cap = 64;
-    r->hist = calloc((size_t)cap, sizeof *r->hist);
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line && r->hist; line = strtok_r(NULL, "\n", &save)) {
-        cJSON *o = cJSON_Parse(line);
-        if (!o) continue;
-        if (r->nhist == cap) {
-            trainer_epoch *nh = realloc(r->hist, (size_t)(cap *= 2) * sizeof *nh);
-            if (!nh) { cJSON_Delete(o); break; }
-            r->hist = nh;
-        }
-        trainer_epoch *e = &r->hist[r->nhist++];
-        memset(e, 0, sizeof *e);
-#define GET(k) (cJSON_IsNumber(cJSON_GetObjectItem(o, k)) ? cJSON_GetObjectItem(o, k)->valuedouble : NAN)
-        e->epoch = (int)GET("epoch");
-        e->train_loss = GET("train_loss");
-        e->train_acc = GET("train_acc");
-        e->val_loss = GET("val_loss");
-        e->val_acc = GET("val_acc");
-        e->seconds = GET("seconds");
-        e->images_per_s = GET("images_per_s");
-#undef GET
-        cJSON_Delete(o);
-    }
-    free(text);
-    return FERC_OK;
-}
-
 static int load_run(crun *r, const char *dir)
 {
     memset(r, 0, sizeof *r);
@@ -296,7 +262,7 @@ static int load_run(crun *r, const char *dir)
 #undef NUM
     cJSON_Delete(o);
     if ((rc = load_predictions(r))) return rc;
-    load_history(r);
+    if (trainer_history_read(dir, -1, 0, &r->hist, &r->nhist)) ferc_clear_error(); /* no metrics.jsonl: no curves */
     double s = 0;
     int k = 0;
     for (int i = 0; i < r->nhist; i++)

@@ -780,7 +780,15 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     serve *s = cls;
     if (!s->p.log) return;
     char line[512];
+    /* The format is libmicrohttpd's own (MHD_OPTION_EXTERNAL_LOGGER), never a client's. */
+#if defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wformat-nonliteral"
+#endif
     vsnprintf(line, sizeof line, fmt, ap);
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
     size_t n = strlen(line);
     while (n && line[n - 1] == '\n') line[--n] = 0;
     logf_(s, "libmicrohttpd: %s", line);

@@ -120,7 +120,7 @@ static int write_study_json(const study_config *c)
     return rc;
 }
 
-static int read_study_json(const char *dir, study_config *c)
+int study_config_read(const char *dir, study_config *c)
 {
     char path[TRAINER_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/study.json", dir);
@@ -267,7 +267,7 @@ int study_run(const study_config *c, const study_callbacks *cb)
 int study_resume(const char *dir, const study_config *ov, const study_callbacks *cb)
 {
     study_config c;
-    int rc = read_study_json(dir, &c);
+    int rc = study_config_read(dir, &c);
     if (rc) return rc;
     if (ov) {
         c.stop = ov->stop;

@@ -54,6 +54,8 @@ typedef struct study_callbacks {
 
 int study_run(const study_config *c, const study_callbacks *cb);
 int study_resume(const char *dir, const study_config *overrides, const study_callbacks *cb);
+/* The settings of the study in dir (its study.json), e.g. to know its runs before resuming. */
+int study_config_read(const char *dir, study_config *c);
 
 /* The trainer_config of one of the study's runs (tests, and what study.json records). */
 int study_run_config(const study_config *c, int i, trainer_config *t);

@@ -514,30 +514,37 @@ static int write_metrics(run *r)
     return rc;
 }
 
-/* Reads the first `keep` lines of metrics.jsonl back (resume). */
-static int read_metrics(run *r, int keep)
+int trainer_history_read(const char *run_dir, int keep, int spare, trainer_epoch **hist, int *n)
 {
+    *hist = NULL;
+    *n = 0;
     char path[TRAINER_PATH_MAX + 32];
-    out_path(r, path, sizeof path, "metrics.jsonl");
-    r->hist = calloc((size_t)(r->cfg.freeze_epochs + r->cfg.epochs + 1), sizeof *r->hist);
-    if (!r->hist) return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
-    r->nhist = 0;
-    if (keep == 0) return FERC_OK;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
     uint8_t *data;
     size_t size;
     int rc = file_read_all(path, &data, &size);
     if (rc) return rc;
+    size_t lines = 0;
+    for (size_t i = 0; i < size; i++) lines += data[i] == '\n';
+    if (keep >= 0 && (size_t)keep < lines) lines = (size_t)keep;
+    trainer_epoch *h = calloc(lines + 1 + (size_t)(spare > 0 ? spare : 0), sizeof *h);
+    if (!h) {
+        free(data);
+        return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    }
+    int count = 0;
     char *line = (char *)data, *end = (char *)data + size;
-    while (line < end && r->nhist < keep) {
+    while (line < end && (size_t)count <= lines && (keep < 0 || count < keep)) {
         char *nl = memchr(line, '\n', (size_t)(end - line));
         if (!nl) nl = end;
         cJSON *o = cJSON_ParseWithLength(line, (size_t)(nl - line));
         if (o) {
-            trainer_epoch *e = &r->hist[r->nhist++];
+            trainer_epoch *e = &h[count++];
             const char *ph = cJSON_GetStringValue(cJSON_GetObjectItem(o, "phase"));
             e->phase = ph && !strcmp(ph, "frozen") ? 1 : 2;
 #define GET(k) (cJSON_IsNumber(cJSON_GetObjectItem(o, k)) ? cJSON_GetObjectItem(o, k)->valuedouble : NAN)
-            e->epoch = (int)GET("epoch");
+            double ep = GET("epoch");
+            e->epoch = isfinite(ep) && fabs(ep) < 1e9 ? (int)ep : 0;
             e->train_loss = GET("train_loss");
             e->train_acc = GET("train_acc");
             e->val_loss = GET("val_loss");
@@ -551,7 +558,25 @@ static int read_metrics(run *r, int keep)
         line = nl + 1;
     }
     free(data);
-    if (r->nhist != keep) return ferc_set_error(FERC_ERR_FORMAT, "%s: %d epochs, the checkpoint says %d", path, r->nhist, keep);
+    *hist = h;
+    *n = count;
+    return FERC_OK;
+}
+
+/* Reads the first `keep` epochs of metrics.jsonl back (resume), with room for the rest. */
+static int read_metrics(run *r, int keep)
+{
+    int room = r->cfg.freeze_epochs + r->cfg.epochs + 1;
+    r->nhist = 0;
+    if (keep == 0) {
+        r->hist = calloc((size_t)room, sizeof *r->hist);
+        return r->hist ? FERC_OK : ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+    }
+    int rc = trainer_history_read(r->cfg.out_dir, keep, room, &r->hist, &r->nhist);
+    if (rc) return rc;
+    if (r->nhist != keep)
+        return ferc_set_error(FERC_ERR_FORMAT, "%s/metrics.jsonl: %d epochs, the checkpoint says %d", r->cfg.out_dir,
+                              r->nhist, keep);
     return FERC_OK;
 }
 

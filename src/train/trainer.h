@@ -136,6 +136,10 @@ int trainer_resume(const char *run_dir, const trainer_config *overrides, const t
                    trainer_result *res);
 /* Reads run_dir/config.json into *cfg. */
 int trainer_config_read(const char *run_dir, trainer_config *cfg);
+/* Reads run_dir/metrics.jsonl: its first `keep` epochs (keep < 0: all) into a new array *hist of
+ * *n entries with room for `spare` more (free() it; unparsable lines are skipped). A missing or
+ * unreadable file is an error (FERC_ERR_IO) and leaves *hist NULL. */
+int trainer_history_read(const char *run_dir, int keep, int spare, trainer_epoch **hist, int *n);
 
 /* ---- checkpoints (checkpoint.c) -------------------------------------------------------- */
 typedef struct nn_graph nn_graph;
