@@ -50,6 +50,79 @@ static void draw_text(cairo_t *cr, double x, double y, const char *s, double siz
     cairo_show_text(cr, s);
 }
 
+static const double series_col[8][3] = {{0.12, 0.47, 0.71}, {1.0, 0.5, 0.05}, {0.17, 0.63, 0.17}, {0.84, 0.15, 0.16},
+                                        {0.58, 0.40, 0.74}, {0.55, 0.34, 0.29}, {0.89, 0.47, 0.76}, {0.5, 0.5, 0.5}};
+
+static cairo_surface_t *new_canvas(int W, int H, cairo_t **cr)
+{
+    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
+    *cr = cairo_create(s);
+    cairo_set_source_rgb(*cr, 1, 1, 1);
+    cairo_paint(*cr);
+    cairo_select_font_face(*cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    return s;
+}
+
+static int finish_canvas(cairo_surface_t *s, cairo_t *cr, const char *path, const char *what)
+{
+    int rc = cairo_status(cr) ? ferc_set_error(FERC_ERR_IO, "%s: cairo failed", what) : FERC_OK;
+    cairo_destroy(cr);
+    if (!rc) rc = save_surface(s, path);
+    cairo_surface_destroy(s);
+    return rc;
+}
+
+/* The panel's light background and dark border. */
+static void panel_frame(cairo_t *cr, panel p)
+{
+    cairo_set_source_rgb(cr, 0.97, 0.97, 0.97);
+    cairo_rectangle(cr, p.x, p.y, p.w, p.h);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+    cairo_set_line_width(cr, 1);
+    cairo_rectangle(cr, p.x, p.y, p.w, p.h);
+    cairo_stroke(cr);
+}
+
+/* nt + 1 evenly spaced tick labels on both axes of [x0, x1] x [y0, y1], and the x label. */
+static void panel_ticks(cairo_t *cr, panel p, double x0, double x1, double y0, double y1, int nt, const char *xlabel)
+{
+    char buf[64];
+    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+    for (int t = 0; t <= nt; t++) {
+        double f = (double)t / nt;
+        snprintf(buf, sizeof buf, "%.3g", y0 + f * (y1 - y0));
+        draw_text(cr, p.x - 48, p.y + p.h - f * p.h + 4, buf, 10);
+        snprintf(buf, sizeof buf, "%.3g", x0 + f * (x1 - x0));
+        draw_text(cr, p.x + f * p.w - 8, p.y + p.h + 16, buf, 10);
+    }
+    draw_text(cr, p.x + p.w / 2 - 40, p.y + p.h + 34, xlabel, 11);
+}
+
+/* A line through the finite points (px[i], py[i]), broken at the others, in the current colour. */
+static void polyline(cairo_t *cr, const double *px, const double *py, int n)
+{
+    bool pen = false;
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(px[i]) || !isfinite(py[i])) { pen = false; continue; }
+        if (pen) cairo_line_to(cr, px[i], py[i]);
+        else cairo_move_to(cr, px[i], py[i]);
+        pen = true;
+    }
+    cairo_stroke(cr);
+}
+
+/* Legend entry `row` right of the panel: a stroke in the current colour and dash, then the name. */
+static void legend_entry(cairo_t *cr, panel p, int row, const char *name)
+{
+    cairo_move_to(cr, p.x + p.w + 14, p.y + 14 + 18 * row);
+    cairo_line_to(cr, p.x + p.w + 40, p.y + 14 + 18 * row);
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    draw_text(cr, p.x + p.w + 46, p.y + 18 + 18 * row, name, 11);
+}
+
 /* One panel: up to two series (solid blue train, orange val) over epochs 1..n. */
 static void draw_panel(cairo_t *cr, panel p, const char *title, const trainer_epoch *e, int n, int which)
 {
@@ -66,13 +139,7 @@ static void draw_panel(cairo_t *cr, panel p, const char *title, const trainer_ep
     if (!isfinite(lo)) lo = 0, hi = 1;
     if (which == 1) lo = fmin(lo, 0), hi = fmax(hi, 1) > 1 ? hi : 1;
     if (hi - lo < 1e-12) hi = lo + (lo == 0 ? 1 : fabs(lo) * 0.1);
-    cairo_set_source_rgb(cr, 0.97, 0.97, 0.97);
-    cairo_rectangle(cr, p.x, p.y, p.w, p.h);
-    cairo_fill(cr);
-    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
-    cairo_set_line_width(cr, 1);
-    cairo_rectangle(cr, p.x, p.y, p.w, p.h);
-    cairo_stroke(cr);
+    panel_frame(cr, p);
     char buf[64];
     draw_text(cr, p.x, p.y - 6, title, 13);
     snprintf(buf, sizeof buf, "%.3g", hi);
@@ -94,21 +161,15 @@ static void draw_panel(cairo_t *cr, panel p, const char *title, const trainer_ep
             cairo_stroke(cr);
             cairo_set_dash(cr, NULL, 0, 0);
         }
-    static const double col[2][3] = {{0.12, 0.47, 0.71}, {1.0, 0.5, 0.05}};
+    double px[4096], py[4096];
     for (int s = 0; s < ns; s++) {
-        cairo_set_source_rgb(cr, col[s][0], col[s][1], col[s][2]);
+        cairo_set_source_rgb(cr, series_col[s][0], series_col[s][1], series_col[s][2]);
         cairo_set_line_width(cr, 2);
-        bool pen = false;
-        for (int i = 0; i < n; i++) {
-            if (!isfinite(vals[s][i])) { pen = false; continue; }
-            if (pen) cairo_line_to(cr, PX(i), PY(vals[s][i]));
-            else cairo_move_to(cr, PX(i), PY(vals[s][i]));
-            pen = true;
-        }
-        cairo_stroke(cr);
+        for (int i = 0; i < n; i++) px[i] = PX(i), py[i] = PY(vals[s][i]);
+        polyline(cr, px, py, n);
         for (int i = 0; i < n; i++)
             if (isfinite(vals[s][i])) {
-                cairo_arc(cr, PX(i), PY(vals[s][i]), 2.5, 0, 2 * M_PI);
+                cairo_arc(cr, px[i], py[i], 2.5, 0, 2 * M_PI);
                 cairo_fill(cr);
             }
         draw_text(cr, p.x + p.w - 80, p.y + 16 + 14 * s, which == 2 ? "lr" : s ? "val" : "train", 11);
@@ -120,34 +181,22 @@ static void draw_panel(cairo_t *cr, panel p, const char *title, const trainer_ep
 int report_curves_png(const char *path, const trainer_epoch *epochs, int n)
 {
     if (n < 1) return ferc_set_error(FERC_ERR_INVALID, "curves: no epochs");
-    int W = 1200, H = 420;
-    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-    cairo_t *cr = cairo_create(s);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_paint(cr);
-    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_t *cr;
+    cairo_surface_t *s = new_canvas(1200, 420, &cr);
     const char *titles[3] = {"loss", "accuracy", "learning rate (last step of epoch)"};
     for (int i = 0; i < 3; i++) {
         panel p = {70 + i * 400.0, 40, 310, 330};
         draw_panel(cr, p, titles[i], epochs, n, i);
     }
-    int rc = cairo_status(cr) ? ferc_set_error(FERC_ERR_IO, "curves: cairo failed") : FERC_OK;
-    cairo_destroy(cr);
-    if (!rc) rc = save_surface(s, path);
-    cairo_surface_destroy(s);
-    return rc;
+    return finish_canvas(s, cr, path, "curves");
 }
 
 int report_confusion_png(const char *path, const int64_t *conf, int k, const char *const *names)
 {
     if (k < 1 || k > 256) return ferc_set_error(FERC_ERR_INVALID, "confusion: %d classes", k);
     int cell = k <= 10 ? 64 : 24, left = 110, top = 60;
-    int W = left + k * cell + 30, H = top + k * cell + 60;
-    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-    cairo_t *cr = cairo_create(s);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_paint(cr);
-    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_t *cr;
+    cairo_surface_t *s = new_canvas(left + k * cell + 30, top + k * cell + 60, &cr);
     cairo_set_source_rgb(cr, 0, 0, 0);
     draw_text(cr, left, 20, "confusion (rows: true, columns: predicted; shade = row fraction)", 12);
     char buf[64];
@@ -174,36 +223,10 @@ int report_confusion_png(const char *path, const int64_t *conf, int k, const cha
             draw_text(cr, left + p * cell + 6, top + t * cell + cell / 2.0 + 4, buf, cell >= 64 ? 12 : 8);
         }
     }
-    int rc = cairo_status(cr) ? ferc_set_error(FERC_ERR_IO, "confusion: cairo failed") : FERC_OK;
-    cairo_destroy(cr);
-    if (!rc) rc = save_surface(s, path);
-    cairo_surface_destroy(s);
-    return rc;
+    return finish_canvas(s, cr, path, "confusion");
 }
 
 /* ---- comparison plots ---------------------------------------------------------------------- */
-
-static const double series_col[8][3] = {{0.12, 0.47, 0.71}, {1.0, 0.5, 0.05}, {0.17, 0.63, 0.17}, {0.84, 0.15, 0.16},
-                                        {0.58, 0.40, 0.74}, {0.55, 0.34, 0.29}, {0.89, 0.47, 0.76}, {0.5, 0.5, 0.5}};
-
-static cairo_surface_t *new_canvas(int W, int H, cairo_t **cr)
-{
-    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-    *cr = cairo_create(s);
-    cairo_set_source_rgb(*cr, 1, 1, 1);
-    cairo_paint(*cr);
-    cairo_select_font_face(*cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-    return s;
-}
-
-static int finish_canvas(cairo_surface_t *s, cairo_t *cr, const char *path, const char *what)
-{
-    int rc = cairo_status(cr) ? ferc_set_error(FERC_ERR_IO, "%s: cairo failed", what) : FERC_OK;
-    cairo_destroy(cr);
-    if (!rc) rc = save_surface(s, path);
-    cairo_surface_destroy(s);
-    return rc;
-}
 
 int report_lines_png(const char *path, const char *title, const char *xlabel, const report_series *ser, int ns)
 {
@@ -223,48 +246,34 @@ int report_lines_png(const char *path, const char *title, const char *xlabel, co
     cairo_t *cr;
     cairo_surface_t *sf = new_canvas(760, 440, &cr);
     panel p = {80, 40, 480, 340};
-    cairo_set_source_rgb(cr, 0.97, 0.97, 0.97);
-    cairo_rectangle(cr, p.x, p.y, p.w, p.h);
-    cairo_fill(cr);
-    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
-    cairo_set_line_width(cr, 1);
-    cairo_rectangle(cr, p.x, p.y, p.w, p.h);
-    cairo_stroke(cr);
+    panel_frame(cr, p);
     draw_text(cr, p.x, 24, title, 14);
-    char buf[64];
-    for (int t = 0; t <= 4; t++) { /* ticks */
-        double fy = t / 4.0, fx = t / 4.0;
-        snprintf(buf, sizeof buf, "%.3g", y0 + fy * (y1 - y0));
-        draw_text(cr, p.x - 60, p.y + p.h - fy * p.h + 4, buf, 10);
-        snprintf(buf, sizeof buf, "%.3g", x0 + fx * (x1 - x0));
-        draw_text(cr, p.x + fx * p.w - 10, p.y + p.h + 16, buf, 10);
-    }
-    draw_text(cr, p.x + p.w / 2 - 30, p.y + p.h + 34, xlabel, 11);
-#define PX(v) (p.x + ((v) - x0) / (x1 - x0) * p.w)
-#define PY(v) (p.y + p.h - ((v) - y0) / (y1 - y0) * p.h)
-    for (int s = 0; s < ns; s++) {
+    panel_ticks(cr, p, x0, x1, y0, y1, 4, xlabel);
+    int rc = FERC_OK;
+    for (int s = 0; s < ns && !rc; s++) {
+        double *px = malloc((size_t)(ser[s].n > 0 ? ser[s].n : 1) * 2 * sizeof *px), *py = px + (ser[s].n > 0 ? ser[s].n : 1);
+        if (!px) {
+            rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
+            break;
+        }
+        for (int i = 0; i < ser[s].n; i++) {
+            px[i] = p.x + (ser[s].x[i] - x0) / (x1 - x0) * p.w;
+            py[i] = p.y + p.h - (ser[s].y[i] - y0) / (y1 - y0) * p.h;
+        }
         const double *c = series_col[ser[s].color % 8];
         cairo_set_source_rgb(cr, c[0], c[1], c[2]);
         cairo_set_line_width(cr, 2);
         double dash = 5;
         cairo_set_dash(cr, &dash, ser[s].dashed ? 1 : 0, 0);
-        bool pen = false;
-        for (int i = 0; i < ser[s].n; i++) {
-            if (!isfinite(ser[s].x[i]) || !isfinite(ser[s].y[i])) { pen = false; continue; }
-            if (pen) cairo_line_to(cr, PX(ser[s].x[i]), PY(ser[s].y[i]));
-            else cairo_move_to(cr, PX(ser[s].x[i]), PY(ser[s].y[i]));
-            pen = true;
-        }
-        cairo_stroke(cr);
-        cairo_move_to(cr, p.x + p.w + 14, p.y + 14 + 18 * s);
-        cairo_line_to(cr, p.x + p.w + 40, p.y + 14 + 18 * s);
-        cairo_stroke(cr);
-        cairo_set_dash(cr, NULL, 0, 0);
-        cairo_set_source_rgb(cr, 0, 0, 0);
-        draw_text(cr, p.x + p.w + 46, p.y + 18 + 18 * s, ser[s].name, 11);
+        polyline(cr, px, py, ser[s].n);
+        free(px);
+        legend_entry(cr, p, s, ser[s].name);
     }
-#undef PX
-#undef PY
+    if (rc) {
+        cairo_destroy(cr);
+        cairo_surface_destroy(sf);
+        return rc;
+    }
     return finish_canvas(sf, cr, path, "lines");
 }
 
@@ -274,13 +283,7 @@ int report_reliability_png(const char *path, const char *const *names, const dou
     cairo_t *cr;
     cairo_surface_t *sf = new_canvas(760, 460, &cr);
     panel p = {70, 40, 380, 380};
-    cairo_set_source_rgb(cr, 0.97, 0.97, 0.97);
-    cairo_rectangle(cr, p.x, p.y, p.w, p.h);
-    cairo_fill(cr);
-    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
-    cairo_set_line_width(cr, 1);
-    cairo_rectangle(cr, p.x, p.y, p.w, p.h);
-    cairo_stroke(cr);
+    panel_frame(cr, p);
     draw_text(cr, p.x, 24, "reliability: accuracy against confidence (10 bins; diagonal = calibrated)", 13);
     double dash = 4;
     cairo_set_dash(cr, &dash, 1, 0);
@@ -288,38 +291,25 @@ int report_reliability_png(const char *path, const char *const *names, const dou
     cairo_line_to(cr, p.x + p.w, p.y);
     cairo_stroke(cr);
     cairo_set_dash(cr, NULL, 0, 0);
-    char buf[32];
-    for (int t = 0; t <= 5; t++) {
-        snprintf(buf, sizeof buf, "%.1f", t / 5.0);
-        draw_text(cr, p.x - 28, p.y + p.h - t / 5.0 * p.h + 4, buf, 10);
-        draw_text(cr, p.x + t / 5.0 * p.w - 8, p.y + p.h + 16, buf, 10);
-    }
-    draw_text(cr, p.x + p.w / 2 - 40, p.y + p.h + 34, "confidence (top probability)", 11);
+    panel_ticks(cr, p, 0, 1, 0, 1, 5, "confidence (top probability)");
+    double px[64], py[64];
+    int nb = nbins < 64 ? nbins : 64;
     for (int r = 0; r < nruns; r++) {
+        for (int b = 0; b < nb; b++) {
+            size_t k = (size_t)r * nbins + b;
+            px[b] = count[k] ? p.x + conf[k] * p.w : NAN;
+            py[b] = count[k] ? p.y + p.h - acc[k] * p.h : NAN;
+        }
         const double *c = series_col[r % 8];
         cairo_set_source_rgb(cr, c[0], c[1], c[2]);
         cairo_set_line_width(cr, 2);
-        bool pen = false;
-        for (int b = 0; b < nbins; b++) {
-            size_t k = (size_t)r * nbins + b;
-            if (!count[k]) { pen = false; continue; }
-            double x = p.x + conf[k] * p.w, y = p.y + p.h - acc[k] * p.h;
-            if (pen) cairo_line_to(cr, x, y);
-            else cairo_move_to(cr, x, y);
-            pen = true;
-        }
-        cairo_stroke(cr);
-        for (int b = 0; b < nbins; b++) {
-            size_t k = (size_t)r * nbins + b;
-            if (!count[k]) continue;
-            cairo_arc(cr, p.x + conf[k] * p.w, p.y + p.h - acc[k] * p.h, 3, 0, 2 * M_PI);
-            cairo_fill(cr);
-        }
-        cairo_move_to(cr, p.x + p.w + 20, p.y + 14 + 18 * r);
-        cairo_line_to(cr, p.x + p.w + 46, p.y + 14 + 18 * r);
-        cairo_stroke(cr);
-        cairo_set_source_rgb(cr, 0, 0, 0);
-        draw_text(cr, p.x + p.w + 52, p.y + 18 + 18 * r, names[r], 11);
+        polyline(cr, px, py, nb);
+        for (int b = 0; b < nb; b++)
+            if (isfinite(px[b])) {
+                cairo_arc(cr, px[b], py[b], 3, 0, 2 * M_PI);
+                cairo_fill(cr);
+            }
+        legend_entry(cr, p, r, names[r]);
     }
     return finish_canvas(sf, cr, path, "reliability");
 }
