@@ -815,7 +815,8 @@ int compare_runs(const char *const *run_dirs, int nr, const char *out_dir, const
         fprintf(f, "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
                    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
                    "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%%}"
-                   ".pair{display:flex;flex-wrap:wrap;gap:1em}</style></head><body>\n<h1>");
+                   ".pair{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}figcaption{font-weight:bold;margin:.4em 0}"
+                   "</style></head><body>\n<h1>");
         html_escape(f, o->title);
         fprintf(f, "</h1>\n");
         if (o->intro) fprintf(f, "%s\n", o->intro);
@@ -870,9 +871,9 @@ int compare_runs(const char *const *run_dirs, int nr, const char *out_dir, const
         }
         fprintf(f, "</table>\n<h3>Confusion matrices</h3><div class=pair>");
         for (int k = 0; k < nr; k++) {
-            fprintf(f, "<figure><img src=\"confusion_%d.png\"><figcaption>", k + 1);
+            fprintf(f, "<figure><figcaption>");
             html_escape(f, runs[k].name);
-            fprintf(f, "</figcaption></figure>");
+            fprintf(f, "</figcaption><img src=\"confusion_%d.png\"></figure>", k + 1);
         }
         fprintf(f, "</div>\n<h3>Most confused pairs (true &rarr; predicted)</h3><table><tr><th>model</th><th>pairs</th></tr>\n");
         for (int k = 0; k < nr; k++) {

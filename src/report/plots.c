@@ -327,7 +327,7 @@ int report_gradcam_png(const char *path, int nfaces, int side, const uint8_t *fa
                        int nmodels, const char *const *model_names, const float *maps, const char *const *cell_labels)
 {
     const int cell = 120, left = 150, top = 40, gap = 8;
-    int W = left + (nmodels + 1) * (cell + gap) + 10, H = top + nfaces * (cell + 26) + 10;
+    int W = left + (nmodels + 1) * (cell + gap) + 10, H = top + nfaces * (cell + 36) + 10;
     if (W < 620) W = 620;
     cairo_t *cr;
     cairo_surface_t *sf = new_canvas(W, H, &cr);
@@ -343,7 +343,7 @@ int report_gradcam_png(const char *path, int nfaces, int side, const uint8_t *fa
     }
     int stride = cairo_format_stride_for_width(CAIRO_FORMAT_RGB24, cell);
     for (int f = 0; f < nfaces; f++) {
-        double y = top + f * (cell + 26);
+        double y = top + f * (cell + 36);
         cairo_set_source_rgb(cr, 0, 0, 0);
         draw_text(cr, 6, y + cell / 2.0, row_labels[f], 11);
         for (int col = 0; col <= nmodels; col++) {
@@ -364,9 +364,11 @@ int report_gradcam_png(const char *path, int nfaces, int side, const uint8_t *fa
             cairo_set_source_surface(cr, img, x, y);
             cairo_paint(cr);
             cairo_surface_destroy(img);
-            if (col > 0) {
-                cairo_set_source_rgb(cr, 0, 0, 0);
-                draw_text(cr, x, y + cell + 16, cell_labels[(size_t)(col - 1) * nfaces + f], 11);
+            if (col > 0) { /* the model's answer under its map: green when right, red when wrong */
+                const char *lab = cell_labels[(size_t)(col - 1) * nfaces + f];
+                bool right = !strncmp(lab, "right", 5), wrong = !strncmp(lab, "wrong", 5);
+                cairo_set_source_rgb(cr, wrong ? 0.75 : 0, right ? 0.45 : 0, 0);
+                draw_text(cr, x, y + cell + 15, lab, 11);
             }
         }
     }
