@@ -87,14 +87,19 @@ int checkpoint_save(const char *path, const nn_graph *g, optim *opt, const train
     return rc;
 }
 
+static int read_state(const st_file *f, trainer_state *st, const char *path)
+{
+    const char *meta = st_meta(f, "ferc.trainer");
+    return meta ? state_from_json(meta, st, path)
+                : ferc_set_error(FERC_ERR_FORMAT, "%s: not a ferc training checkpoint (no ferc.trainer)", path);
+}
+
 int checkpoint_read_state(const char *path, trainer_state *st)
 {
     st_file f;
     int rc = st_read(&f, path);
     if (rc) return rc;
-    const char *meta = st_meta(&f, "ferc.trainer");
-    rc = meta ? state_from_json(meta, st, path)
-              : ferc_set_error(FERC_ERR_FORMAT, "%s: not a ferc training checkpoint (no ferc.trainer)", path);
+    rc = read_state(&f, st, path);
     st_close(&f);
     return rc;
 }
@@ -112,9 +117,7 @@ int checkpoint_load(const char *path, nn_graph *g, optim *opt, trainer_state *st
     st_file f;
     int rc = st_read(&f, path);
     if (rc) return rc;
-    const char *meta = st_meta(&f, "ferc.trainer");
-    rc = meta ? state_from_json(meta, st, path)
-              : ferc_set_error(FERC_ERR_FORMAT, "%s: not a ferc training checkpoint (no ferc.trainer)", path);
+    rc = read_state(&f, st, path);
     for (int i = 0; i < g->nparams && !rc; i++) {
         const nn_param *p = &g->param_table[i];
         const st_tensor *t = st_find(&f, p->name);
