@@ -230,16 +230,25 @@ static int do_study(const study_config *c, const study_callbacks *cb)
     o.gradcam = c->gradcam;
     o.threads = c->threads > 0 ? c->threads : 2;
     o.title = "ferc study";
-    char intro[2048];
+    char intro[4096], recipe[2048] = "";
+    trainer_config t0;
+    if (!strcmp(c->recipe, "fer") && !study_run_config(c, 0, &t0))
+        snprintf(recipe, sizeof recipe,
+                 " The recipe is that of ferc's default model (<code>ferc train --recipe fer</code>: AdamW at a peak "
+                 "learning rate of %g with weight decay %g, OneCycle per batch, label smoothing %g, the training rows' "
+                 "normalization), adapted in two ways: the input is %dx%d, with the crop padding scaled to it (the "
+                 "default model trains at 64x64, then 96x96), and the budget is %d epochs. Augmentation: "
+                 "<code>%s</code>.",
+                 t0.lr, t0.weight_decay, t0.label_smoothing, c->img_size, c->img_size, c->epochs, t0.augment);
     snprintf(intro, sizeof intro,
              "<p><b>%s.</b> %d architectures trained by one protocol: the same split (split.csv, seed %llu, 10%% of "
              "every class for validation), the same augmentation, optimizer, schedule (recipe <code>%s</code>), %d "
-             "epochs, %dx%d input, batch %d, %s arithmetic.%s</p>",
+             "epochs, %dx%d input, batch %d, %s arithmetic.%s%s</p>",
              c->weights_dir[0] ? "Transfer learning from ImageNet weights" : "Trained from scratch (no ImageNet weights were given)",
              c->narchs, (unsigned long long)c->seed, c->recipe, c->epochs, c->img_size, c->img_size, c->batch,
              c->bf16 ? "bf16 mixed-precision" : "float32",
              c->weights_dir[0] ? " Each run first trains the new head on the frozen backbone with cached features, then "
-                                 "fine-tunes everything." : "");
+                                 "fine-tunes everything." : "", recipe);
     o.intro = intro;
     path_in(c, path, sizeof path, "report");
     if (cb && cb->on_run) cb->on_run(cb->ud, c->narchs, c->narchs, "report", "writing");
