@@ -1,5 +1,6 @@
 /* Every input the fuzz harnesses (fuzz/, scripts/fuzz) ever crashed on, run through the same
- * parser in the normal suite: tests/fixtures/fuzz/<parser>_<what>.bin. Each must come back
+ * parser in the normal suite: tests/fixtures/fuzz/<parser>_<what>.bin (checkpoint_: a whole
+ * last.safetensors for checkpoint_read_state). Each must come back
  * with a status (an error is expected), and under CI's ASan + UBSan build any memory error or
  * undefined behaviour aborts the test. */
 #include <dirent.h>
@@ -12,6 +13,7 @@
 #include "io/pth.h"
 #include "io/safetensors.h"
 #include "testutil.h"
+#include "train/trainer.h"
 
 #define DIR_ "tests/fixtures/fuzz"
 
@@ -45,6 +47,11 @@ int main(void)
             image img;
             rc = image_decode(&img, data, size, IMAGE_MODE_RGB, 1, e->d_name);
             if (!rc) image_free(&img);
+        } else if (!strncmp(e->d_name, "checkpoint_", 11)) {
+            /* a trainer state whose counts do not fit: refused, not cast */
+            trainer_state st;
+            rc = checkpoint_read_state(path, &st);
+            CHECK(rc != 0, "%s: accepted", e->d_name);
         } else {
             CHECK(0, "%s: no parser for this prefix", e->d_name);
         }

@@ -5,6 +5,9 @@
  * the trainer_state as JSON with doubles printed with 17 significant digits, so they read back
  * bit-exact. The file is written atomically by st_writer_save. */
 #include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,31 +28,54 @@ static void state_to_json(const trainer_state *s, char *buf, size_t size)
              (unsigned long long)s->seed);
 }
 
+/* An integer field: absent is 0; present, it must be a whole number in [0, hi]. */
+static bool int_field(const cJSON *o, const char *key, double hi, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    *out = 0;
+    if (!v) return true;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= hi) || v->valuedouble != floor(v->valuedouble))
+        return false;
+    *out = v->valuedouble;
+    return true;
+}
+
 static int state_from_json(const char *text, trainer_state *s, const char *path)
 {
     cJSON *o = cJSON_Parse(text);
     if (!o) return ferc_set_error(FERC_ERR_FORMAT, "%s: ferc.trainer is not JSON", path);
     memset(s, 0, sizeof *s);
+    /* counts are read as whole numbers in range before any cast (a double beyond INT_MAX
+     * converted to int is undefined behaviour: found by fuzz_config) */
+    static const char *const ints[] = {"phase", "epoch", "step_in_epoch", "phase_step", "epochs_done", "best_epoch",
+                                       "bad_epochs"};
+    double iv[7];
+    for (int k = 0; k < 7; k++)
+        if (!int_field(o, ints[k], k == 3 ? 9007199254740992.0 : (double)INT_MAX, &iv[k])) {
+            cJSON_Delete(o);
+            return ferc_set_error(FERC_ERR_FORMAT, "%s: bad trainer state (%s is not a whole number in range)", path,
+                                  ints[k]);
+        }
+    s->phase = (int)iv[0];
+    s->epoch = (int)iv[1];
+    s->step_in_epoch = (int)iv[2];
+    s->phase_step = (int64_t)iv[3];
+    s->epochs_done = (int)iv[4];
+    s->best_epoch = (int)iv[5];
+    s->bad_epochs = (int)iv[6];
 #define NUM(key) (cJSON_IsNumber(cJSON_GetObjectItem(o, key)) ? cJSON_GetObjectItem(o, key)->valuedouble : 0.0)
-    s->phase = (int)NUM("phase");
-    s->epoch = (int)NUM("epoch");
-    s->step_in_epoch = (int)NUM("step_in_epoch");
-    s->phase_step = (int64_t)NUM("phase_step");
-    s->epochs_done = (int)NUM("epochs_done");
     s->loss_sum = NUM("loss_sum");
     s->correct = NUM("correct");
     s->seen = NUM("seen");
     s->epoch_seconds = NUM("epoch_seconds");
     s->best_val_acc = NUM("best_val_acc");
-    s->best_epoch = (int)NUM("best_epoch");
-    s->bad_epochs = (int)NUM("bad_epochs");
     s->elapsed = NUM("elapsed");
 #undef NUM
     const char *seed = cJSON_GetStringValue(cJSON_GetObjectItem(o, "seed"));
     s->seed = seed ? strtoull(seed, NULL, 10) : 0;
     cJSON_Delete(o);
-    if (s->phase < 1 || s->phase > 2 || s->epoch < 0 || s->step_in_epoch < 0)
-        return ferc_set_error(FERC_ERR_FORMAT, "%s: bad trainer state", path);
+    if (s->phase < 1 || s->phase > 2)
+        return ferc_set_error(FERC_ERR_FORMAT, "%s: bad trainer state (phase %d)", path, s->phase);
     return FERC_OK;
 }
 
