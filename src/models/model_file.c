@@ -4,6 +4,8 @@
  * problem, so a wrong file never half-loads. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,7 +168,7 @@ static int parse_float_list(const char *s, float *out, int n)
     if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) rc = -1;
     for (int i = 0; i < n && !rc; i++) {
         const cJSON *v = cJSON_GetArrayItem(a, i);
-        if (!cJSON_IsNumber(v)) rc = -1;
+        if (!cJSON_IsNumber(v) || !(fabs(v->valuedouble) <= FLT_MAX)) rc = -1; /* finite as a float */
         else out[i] = (float)v->valuedouble;
     }
     cJSON_Delete(a);

@@ -257,7 +257,8 @@ static int load_run(crun *r, const char *dir)
 #define NUM(k) (cJSON_IsNumber(cJSON_GetObjectItem(o, k)) ? cJSON_GetObjectItem(o, k)->valuedouble : NAN)
     r->seconds = NUM("seconds");
     r->best_val_acc = NUM("best_val_acc");
-    r->best_epoch = (int)NUM("best_epoch");
+    double be = NUM("best_epoch");
+    r->best_epoch = be >= 0 && be <= 1e9 ? (int)be : 0;
     r->peak_mib = NUM("peak_rss_mib");
 #undef NUM
     cJSON_Delete(o);
