@@ -38,10 +38,6 @@
 #include "core/core.h"
 #include "nn/backend.h"
 
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
-
 typedef struct step step;
 typedef struct ond ond;
 typedef void (*step_fn)(ond *b, const step *s);
@@ -649,27 +645,6 @@ static void w16_to_oihw(ond *b, const step *s)
     const int64_t O = md->dims[0], I = md->dims[1], HW = md->dims[2] * md->dims[3], OB = O / 16, IB = I / 16;
     const float *src = mem_ptr(s->m0);
     float *dst = mem_ptr(s->m1);
-#if defined(__SSE__)
-    if (HW == 1) { /* 1x1: 4x4 SSE transposes, rows of the OIHW matrix written 16 bytes at a time */
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int64_t ob = 0; ob < OB; ob++)
-            for (int64_t ib = 0; ib < IB; ib++) {
-                const float *blk = src + (size_t)(ob * IB + ib) * 256;
-                float *d0 = dst + (size_t)(ob * 16 * I + ib * 16);
-                for (int i = 0; i < 16; i += 4)
-                    for (int o = 0; o < 16; o += 4) {
-                        __m128 r0 = _mm_loadu_ps(blk + (i + 0) * 16 + o), r1 = _mm_loadu_ps(blk + (i + 1) * 16 + o);
-                        __m128 r2 = _mm_loadu_ps(blk + (i + 2) * 16 + o), r3 = _mm_loadu_ps(blk + (i + 3) * 16 + o);
-                        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-                        _mm_storeu_ps(d0 + (size_t)(o + 0) * (size_t)I + i, r0);
-                        _mm_storeu_ps(d0 + (size_t)(o + 1) * (size_t)I + i, r1);
-                        _mm_storeu_ps(d0 + (size_t)(o + 2) * (size_t)I + i, r2);
-                        _mm_storeu_ps(d0 + (size_t)(o + 3) * (size_t)I + i, r3);
-                    }
-            }
-        return;
-    }
-#endif
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t ob = 0; ob < OB; ob++)
         for (int64_t ib = 0; ib < IB; ib++) {
