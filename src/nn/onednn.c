@@ -633,45 +633,6 @@ static void chpad_bwd(ond *b, const step *s)
     for (int n = 0; n < nd->n; n++) memcpy(dx + n * c * hw, dy + n * c2 * hw, c * hw * sizeof(float));
 }
 
-/* Convolution weight gradients from the backward-weights kernels' ABcd16b16a layout into torch's
- * OIHW: a 16 x 16 transpose per (output block, input block, tap). oneDNN's own reorder in this
- * direction (jit:uni) runs at a fifth of the speed of the opposite one and was 9% of a resnet152
- * training step at 48x48. m0 = the blocked gradient, m1 = the OIHW one (O, I multiples of 16). */
-static void w16_to_oihw(ond *b, const step *s)
-{
-    (void)b;
-    const dnnl_memory_desc_t *md;
-    dnnl_memory_get_memory_desc(s->m0, &md);
-    const int64_t O = md->dims[0], I = md->dims[1], HW = md->dims[2] * md->dims[3], OB = O / 16, IB = I / 16;
-    const float *src = mem_ptr(s->m0);
-    float *dst = mem_ptr(s->m1);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t ob = 0; ob < OB; ob++)
-        for (int64_t ib = 0; ib < IB; ib++) {
-            const float *blk = src + (size_t)((ob * IB + ib) * HW) * 256;
-            for (int o = 0; o < 16; o++) {
-                float *row = dst + (size_t)(((ob * 16 + o) * I + ib * 16) * HW);
-                for (int i = 0; i < 16; i++)
-                    for (int64_t t = 0; t < HW; t++) row[i * HW + t] = blk[t * 256 + i * 16 + o];
-            }
-        }
-}
-
-/* dw (the backward-weights kernel's layout) -> dw_user (OIHW): w16_to_oihw where it applies,
- * else oneDNN's reorder. */
-static int push_weight_grad_to_torch(ond *b, step_list *l, dnnl_memory_t dw, dnnl_memory_t dw_user, int node)
-{
-    const dnnl_memory_desc_t *md;
-    dnnl_memory_get_memory_desc(dw, &md);
-    if (md->ndims == 4 && md->data_type == dnnl_f32 && md->dims[0] % 16 == 0 && md->dims[1] % 16 == 0) {
-        dnnl_memory_desc_t blk;
-        if (dnnl_memory_desc_init_by_tag(&blk, 4, md->dims, dnnl_f32, dnnl_ABcd16b16a) == dnnl_success &&
-            dnnl_memory_desc_equal(&blk, md))
-            return push_fn(l, w16_to_oihw, node, dw, dw_user, NULL);
-    }
-    return push_reorder(b, l, dw, dw_user, false, node);
-}
-
 /* ---- planning, one function per op ---------------------------------------------------------- */
 
 static const nn_param *node_param(const nn_graph *g, const nn_node *nd, nn_param_kind kind)
@@ -798,7 +759,7 @@ static int plan_conv(ond *b, int i)
                                     {DNNL_ARG_DIFF_BIAS, db}};
         if (!rc) rc = push_prim(b, &b->bwd, wpd, wargs, pb ? 4 : 3, i);
         dnnl_primitive_desc_destroy(wpd);
-        if (!rc && dw_reorder) rc = push_weight_grad_to_torch(b, &b->bwd, dw, dw_user, i);
+        if (!rc && dw_reorder) rc = push_reorder(b, &b->bwd, dw, dw_user, false, i);
         if (rc) goto out;
     }
     if (ex->needs_grad[nd->inputs[0]]) {
