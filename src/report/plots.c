@@ -250,12 +250,14 @@ int report_lines_png(const char *path, const char *title, const char *xlabel, co
     draw_text(cr, p.x, 24, title, 14);
     panel_ticks(cr, p, x0, x1, y0, y1, 4, xlabel);
     int rc = FERC_OK;
-    for (int s = 0; s < ns && !rc; s++) {
-        double *px = malloc((size_t)(ser[s].n > 0 ? ser[s].n : 1) * 2 * sizeof *px), *py = px + (ser[s].n > 0 ? ser[s].n : 1);
+    for (int s = 0; s < ns; s++) {
+        size_t m = (size_t)(ser[s].n > 0 ? ser[s].n : 1);
+        double *px = malloc(2 * m * sizeof *px);
         if (!px) {
             rc = ferc_set_error(FERC_ERR_NOMEM, "out of memory");
             break;
         }
+        double *py = px + m;
         for (int i = 0; i < ser[s].n; i++) {
             px[i] = p.x + (ser[s].x[i] - x0) / (x1 - x0) * p.w;
             py[i] = p.y + p.h - (ser[s].y[i] - y0) / (y1 - y0) * p.h;

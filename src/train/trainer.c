@@ -524,17 +524,17 @@ int trainer_history_read(const char *run_dir, int keep, int spare, trainer_epoch
     size_t size;
     int rc = file_read_all(path, &data, &size);
     if (rc) return rc;
-    size_t lines = 0;
+    size_t lines = 1; /* at most: one per newline, and a last one without */
     for (size_t i = 0; i < size; i++) lines += data[i] == '\n';
     if (keep >= 0 && (size_t)keep < lines) lines = (size_t)keep;
-    trainer_epoch *h = calloc(lines + 1 + (size_t)(spare > 0 ? spare : 0), sizeof *h);
+    trainer_epoch *h = calloc(lines + (size_t)(spare > 0 ? spare : 0) + 1, sizeof *h);
     if (!h) {
         free(data);
         return ferc_set_error(FERC_ERR_NOMEM, "out of memory");
     }
     int count = 0;
     char *line = (char *)data, *end = (char *)data + size;
-    while (line < end && (size_t)count <= lines && (keep < 0 || count < keep)) {
+    while (line < end && (size_t)count < lines) {
         char *nl = memchr(line, '\n', (size_t)(end - line));
         if (!nl) nl = end;
         cJSON *o = cJSON_ParseWithLength(line, (size_t)(nl - line));
