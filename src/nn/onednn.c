@@ -240,6 +240,17 @@ static void vb_live(vbuf *v, int t)
     if (t > v->last) v->last = t;
 }
 
+/* A memory read and written at time t only: a shared buffer when the plan shares and the
+ * layout has no padding, else its own. */
+static int mk_temp(ond *b, dnnl_memory_t *m, const dnnl_memory_desc_t *md, int t, int node)
+{
+    if (!b->share_diff || !md_unpadded(md)) return mk_mem(b, m, md, NULL, node);
+    int id;
+    CHECK_RC(mk_shared(b, m, md, &id, node));
+    vb_live(&b->vbs[id], t);
+    return FERC_OK;
+}
+
 static int cmp_size_desc(const void *a, const void *b)
 {
     const vbuf *x = *(const vbuf *const *)a, *y = *(const vbuf *const *)b;
@@ -754,18 +765,10 @@ static int plan_conv(ond *b, int i)
         if (!rc && pb) rc = mk_mem(b, &db, &bias_md, g->grads + pb->offset, i);
         dw = dw_user;
         bool dw_reorder = !dnnl_memory_desc_equal(dw_md, &wei_user_md);
-        if (!rc && dw_reorder) {
-            /* the blocked gradient is written and reordered out at this node's backward
-             * step and read nowhere else: shareable (about one float32 copy of all
-             * convolution weights otherwise: 230 MiB for resnet152) */
-            if (b->share_diff && md_unpadded(dw_md)) {
-                int id;
-                rc = mk_shared(b, &dw, dw_md, &id, i);
-                if (!rc) vb_live(&b->vbs[id], 2 * g->nnodes - i);
-            } else {
-                rc = mk_mem(b, &dw, dw_md, NULL, i);
-            }
-        }
+        /* the blocked gradient is written and reordered out at this node's backward step
+         * and read nowhere else: shareable (about one float32 copy of all convolution
+         * weights otherwise: 230 MiB for resnet152) */
+        if (!rc && dw_reorder) rc = mk_temp(b, &dw, dw_md, 2 * g->nnodes - i, i);
         dnnl_exec_arg_t wargs[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, on->diff}, {DNNL_ARG_DIFF_WEIGHTS, dw},
                                     {DNNL_ARG_DIFF_BIAS, db}};
         if (!rc) rc = push_prim(b, &b->bwd, wpd, wargs, pb ? 4 : 3, i);
@@ -787,13 +790,7 @@ static int plan_conv(ond *b, int i)
             bwei = wei_user; /* the kernel reads torch's layout itself */
         } else if (wei_shared || !dnnl_memory_desc_equal(bw_md, wei_md)) {
             /* reordered at this node's backward step and used there only: shareable */
-            if (b->share_diff && md_unpadded(bw_md)) {
-                int id;
-                rc = mk_shared(b, &bwei, bw_md, &id, i);
-                if (!rc) vb_live(&b->vbs[id], 2 * g->nnodes - i);
-            } else {
-                rc = mk_mem(b, &bwei, bw_md, NULL, i);
-            }
+            rc = mk_temp(b, &bwei, bw_md, 2 * g->nnodes - i, i);
             if (!rc) rc = push_reorder(b, &b->bwd, wei_user, bwei, false, i);
         }
         diff_target t;
