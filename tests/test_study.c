@@ -24,6 +24,7 @@
 #include "models/models.h"
 #include "report/compare.h"
 #include "testutil.h"
+#include "train/study.h"
 #include "train/trainer.h"
 
 static char root[256];
@@ -211,8 +212,27 @@ static void test_study(const char *bin, const char *data)
                   "while read f; do ln -s %s/fer/Training/$c/$f %s/sub/$c/$f; done; done", data, root, data, root) == 0,
           "the subset of the real data");
     CHECK(test_sh("'%s' study --data %s/sub --out %s/st --archs resnet18,densenet121 --epochs 2 --img-size 32 --batch 16 "
-                  "--threads 2 --no-bench --quiet", bin, root, root) == 0, "ferc study failed");
+                  "--ema 0.99 --mixup 0.1 --threads 2 --no-bench --quiet", bin, root, root) == 0, "ferc study failed");
     char path[600];
+    /* the study's weight average and mixup reach every run's own config.json */
+    for (int r = 0; r < 2; r++) {
+        snprintf(path, sizeof path, "%s/st/%s/config.json", root, r ? "densenet121" : "resnet18");
+        uint8_t *cd = NULL;
+        size_t cn;
+        CHECK_OK(file_read_all(path, &cd, &cn));
+        cJSON *cfg = cd ? cJSON_ParseWithLength((char *)cd, cn) : NULL;
+        free(cd);
+        const cJSON *ema = cJSON_GetObjectItem(cfg, "ema"), *mix = cJSON_GetObjectItem(cfg, "mixup");
+        CHECK(cJSON_IsNumber(ema) && fabs(ema->valuedouble - 0.99) < 1e-12 && cJSON_IsNumber(mix) &&
+                  fabs(mix->valuedouble - 0.1) < 1e-12,
+              "%s: ema %g mixup %g, want the study's 0.99 and 0.1", path, cJSON_IsNumber(ema) ? ema->valuedouble : -1,
+              cJSON_IsNumber(mix) ? mix->valuedouble : -1);
+        cJSON_Delete(cfg);
+    }
+    study_config sc;
+    snprintf(path, sizeof path, "%s/st", root);
+    CHECK_OK(study_config_read(path, &sc));
+    CHECK(fabs(sc.ema - 0.99) < 1e-12 && fabs(sc.mixup - 0.1) < 1e-12, "study.json: ema %g mixup %g", sc.ema, sc.mixup);
     snprintf(path, sizeof path, "%s/st/report/index.html", root);
     CHECK(file_exists(path), "no report");
     snprintf(path, sizeof path, "%s/st/report/compare.json", root);

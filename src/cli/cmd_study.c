@@ -30,6 +30,9 @@ static void usage(void)
            "  --recipe R          fer (default: the default model's recipe, its augmentation scaled\n"
            "                      to the input size) or default\n"
            "  --batch B           (default 64)\n"
+           "  --ema DECAY         weight average of every run, validated and saved (default 0.999,\n"
+           "                      the default model's; 0 = off)\n"
+           "  --mixup ALPHA       mixup of every run (default 0 = off: it pays over long schedules)\n"
            "  --weights-dir DIR   <arch>-<hash>.pth (or <arch>*.safetensors) ImageNet files\n"
            "  --freeze-epochs N   frozen-backbone epochs with --weights-dir (default 3)\n"
            "  --precision P       fp32 (default) or bf16\n"
@@ -136,6 +139,10 @@ int cmd_study(int argc, char **argv)
             if (cli_parse_int(v, 1, 65536, &c.batch)) return cli_usage_error("study", "--batch needs a positive integer");
         } else if (!strcmp(a, "--freeze-epochs")) {
             if (cli_parse_int(v, 0, 100000, &c.freeze_epochs)) return cli_usage_error("study", "--freeze-epochs needs an integer >= 0");
+        } else if (!strcmp(a, "--ema")) {
+            if (cli_parse_double(v, 0, 0.999999, &c.ema)) return cli_usage_error("study", "--ema needs a decay in [0, 1)");
+        } else if (!strcmp(a, "--mixup")) {
+            if (cli_parse_double(v, 0, 100, &c.mixup)) return cli_usage_error("study", "--mixup needs an alpha in [0, 100]");
         } else if (!strcmp(a, "--threads")) {
             if (cli_parse_int(v, 1, 1024, &c.threads)) return cli_usage_error("study", "--threads needs a positive integer");
         } else if (!strcmp(a, "--seed")) {

@@ -24,6 +24,7 @@ void study_config_default(study_config *c)
     c->epochs = 20;
     c->freeze_epochs = 3;
     c->batch = 64;
+    c->ema = 0.999;
     c->seed = 1;
     c->bench = c->gradcam = true;
 }
@@ -69,6 +70,8 @@ int study_run_config(const study_config *c, int i, trainer_config *t)
     t->seed = c->seed;
     t->threads = c->threads;
     t->bf16 = c->bf16;
+    t->ema = c->ema;
+    t->mixup = c->mixup;
     t->stop = c->stop;
     /* the fer recipe's augmentation at this input size: the same pads and jitter, scaled */
     int S = c->img_size, pad = (S * 5 + 32) / 64 > 0 ? (S * 5 + 32) / 64 : 1;
@@ -104,6 +107,8 @@ static int write_study_json(const study_config *c)
     cJSON_AddNumberToObject(o, "freeze_epochs", c->freeze_epochs);
     cJSON_AddNumberToObject(o, "batch", c->batch);
     cJSON_AddNumberToObject(o, "threads", c->threads);
+    cJSON_AddNumberToObject(o, "ema", c->ema);
+    cJSON_AddNumberToObject(o, "mixup", c->mixup);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
     cJSON_AddStringToObject(o, "seed", seed);
@@ -152,6 +157,11 @@ int study_config_read(const char *dir, study_config *c)
     INT("batch", c->batch);
     INT("threads", c->threads);
 #undef INT
+    /* absent in a study.json written before these options: those studies ran without them */
+    cJSON *v = cJSON_GetObjectItem(o, "ema");
+    c->ema = cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1 ? v->valuedouble : 0;
+    v = cJSON_GetObjectItem(o, "mixup");
+    c->mixup = cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 100 ? v->valuedouble : 0;
     c->bench = !cJSON_IsFalse(cJSON_GetObjectItem(o, "bench"));
     c->gradcam = !cJSON_IsFalse(cJSON_GetObjectItem(o, "gradcam"));
     cJSON_Delete(o);
@@ -232,14 +242,18 @@ static int do_study(const study_config *c, const study_callbacks *cb)
     o.title = "ferc study";
     char intro[4096], recipe[2048] = "";
     trainer_config t0;
+    char ema[48] = "none", mix[48] = "none";
+    if (c->ema > 0) snprintf(ema, sizeof ema, "decay %g", c->ema);
+    if (c->mixup > 0) snprintf(mix, sizeof mix, "alpha %g", c->mixup);
     if (!strcmp(c->recipe, "fer") && !study_run_config(c, 0, &t0))
         snprintf(recipe, sizeof recipe,
                  " The recipe is that of ferc's default model (<code>ferc train --recipe fer</code>: AdamW at a peak "
                  "learning rate of %g with weight decay %g, OneCycle per batch, label smoothing %g, the training rows' "
                  "normalization), adapted in two ways: the input is %dx%d, with the crop padding scaled to it (the "
-                 "default model trains at 64x64, then 96x96), and the budget is %d epochs. Augmentation: "
-                 "<code>%s</code>.",
-                 t0.lr, t0.weight_decay, t0.label_smoothing, c->img_size, c->img_size, c->epochs, t0.augment);
+                 "default model trains at 96x96), and the budget is %d epochs. Augmentation: <code>%s</code>. "
+                 "Weight average (validated and saved): %s; mixup: %s.",
+                 t0.lr, t0.weight_decay, t0.label_smoothing, c->img_size, c->img_size, c->epochs, t0.augment,
+                 ema, mix);
     snprintf(intro, sizeof intro,
              "<p><b>%s.</b> %d architectures trained by one protocol: the same split (split.csv, seed %llu, 10%% of "
              "every class for validation), the same augmentation, optimizer, schedule (recipe <code>%s</code>), %d "

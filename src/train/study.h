@@ -35,6 +35,8 @@ typedef struct study_config {
     int narchs;
     char recipe[16];                      /* "fer" (default) or "default" */
     int img_size, epochs, freeze_epochs, batch, threads;
+    double ema;                           /* weight-average decay of every run (0 = off) */
+    double mixup;                         /* mixup alpha of every run (0 = off) */
     uint64_t seed;
     bool bf16;
     bool bench, gradcam;                  /* for the report */
@@ -42,7 +44,8 @@ typedef struct study_config {
 } study_config;
 
 /* resnet152 and densenet161, recipe fer at 48x48, 20 epochs (the seed notebook's budget),
- * 3 frozen epochs when weights are given, batch 64, seed 1, float32. */
+ * 3 frozen epochs when weights are given, batch 64, seed 1, float32, a weight average with
+ * decay 0.999 (the default model's), no mixup (it pays only over long schedules). */
 void study_config_default(study_config *c);
 
 /* Progress: the trainer's callbacks, plus which run of how many. */
