@@ -298,9 +298,48 @@ static void cross_entropy(void)
     st_close(&f);
 }
 
+/* Soft targets (knowledge distillation): torch's F.cross_entropy(logits, probabilities). */
+static void soft_cross_entropy(void)
+{
+    st_file f;
+    int rc = st_read(&f, "tests/fixtures/nn/soft_cross_entropy.safetensors");
+    CHECK_OK(rc);
+    if (rc) return;
+    printf("soft_cross_entropy\n");
+    const float *z = fx_f32(&f, "logits", 48);
+    const char *tags[2] = {"soft", "unnormalized"}, *keys[2] = {"targets", "targets_unnormalized"};
+    for (int t = 0; t < 2; t++) {
+        float loss, d[48];
+        char key[64], label[64];
+        CHECK_OK(nn_soft_cross_entropy(z, fx_f32(&f, keys[t], 48), 8, 6, &loss, d));
+        snprintf(key, sizeof key, "loss.%s", tags[t]);
+        snprintf(label, sizeof label, "loss (%s)", tags[t]);
+        check_close(label, &loss, fx_f32(&f, key, 1), 1, 1e-5);
+        snprintf(key, sizeof key, "grad.%s", tags[t]);
+        snprintf(label, sizeof label, "dlogits (%s)", tags[t]);
+        check_close(label, d, fx_f32(&f, key, 48), 48, 1e-5);
+    }
+    /* one-hot targets are the hard loss */
+    int labels[8];
+    float q[48] = {0}, ls, lh, ds[48], dh[48];
+    for (int i = 0; i < 8; i++) labels[i] = (i * 5) % 6, q[i * 6 + labels[i]] = 1;
+    CHECK_OK(nn_soft_cross_entropy(z, q, 8, 6, &ls, ds));
+    CHECK_OK(nn_softmax_cross_entropy(z, labels, 8, 6, 0, NULL, &lh, dh, NULL));
+    check_close("one-hot soft loss = hard loss", &ls, &lh, 1, 1e-6);
+    check_close("one-hot soft dlogits = hard dlogits", ds, dh, 48, 1e-6);
+    float loss;
+    q[7] = -0.1f;
+    CHECK(nn_soft_cross_entropy(z, q, 8, 6, &loss, NULL) == FERC_ERR_INVALID, "a negative target was accepted");
+    CHECK(strstr(ferc_last_error(), "sample 1") != NULL, "%s", ferc_last_error());
+    q[7] = NAN;
+    CHECK(nn_soft_cross_entropy(z, q, 8, 6, &loss, NULL) == FERC_ERR_INVALID, "a NaN target was accepted");
+    st_close(&f);
+}
+
 int main(void)
 {
     cross_entropy();
+    soft_cross_entropy();
     e2e("tiny_resnet", tiny_resnet);
     e2e("tiny_densenet", tiny_densenet);
     return test_finish("test_nn_e2e");

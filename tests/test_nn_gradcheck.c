@@ -191,9 +191,42 @@ static void loss_gradcheck(void)
     printf("    %-36s max abs err %.2e\n", "dlogits", worst);
 }
 
+/* Soft-target cross-entropy (knowledge distillation): d/dz by central differences. */
+static void soft_loss_gradcheck(void)
+{
+    printf("soft_cross_entropy\n");
+    rng rg;
+    rng_seed(&rg, 6);
+    float z[4 * 5], q[4 * 5], d[4 * 5];
+    for (int i = 0; i < 20; i++) z[i] = (float)rng_normal(&rg), q[i] = (float)rng_uniform(&rg);
+    for (int i = 0; i < 3; i++) { /* three rows are distributions, the last one is not */
+        float s = 0;
+        for (int c = 0; c < 5; c++) s += q[i * 5 + c];
+        for (int c = 0; c < 5; c++) q[i * 5 + c] /= s;
+    }
+    float loss;
+    CHECK_OK(nn_soft_cross_entropy(z, q, 4, 5, &loss, d));
+    double worst = 0;
+    for (int i = 0; i < 20; i++) {
+        double keep = z[i], lp, lm;
+        float l;
+        z[i] = (float)(keep + 1e-2);
+        nn_soft_cross_entropy(z, q, 4, 5, &l, NULL);
+        lp = l;
+        z[i] = (float)(keep - 1e-2);
+        nn_soft_cross_entropy(z, q, 4, 5, &l, NULL);
+        lm = l;
+        z[i] = (float)keep;
+        worst = fmax(worst, fabs((lp - lm) / 2e-2 - d[i]));
+    }
+    CHECK(worst < 1e-3, "soft loss gradient off by %.2e", worst);
+    printf("    %-36s max abs err %.2e\n", "dlogits", worst);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run(&cases[i]);
     loss_gradcheck();
+    soft_loss_gradcheck();
     return test_finish("test_nn_gradcheck");
 }

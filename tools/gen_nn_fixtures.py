@@ -341,6 +341,26 @@ def ce_cases():
     print("cross_entropy")
 
 
+def soft_ce_cases():
+    """Cross-entropy with class probabilities as targets (knowledge distillation's soft
+    targets; own seed and file, so that adding it changed no other fixture)."""
+    gen = torch.Generator().manual_seed(21)
+    z = torch.randn(8, 6, generator=gen) * 2
+    q = torch.softmax(torch.randn(8, 6, generator=gen) * 1.5, dim=1)
+    q[3] = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 0.0])  # a one-hot row: the hard loss
+    u = q.clone()
+    u[5] *= 0.5  # a row that does not sum to 1: torch does not renormalize
+    t = {"logits": z, "targets": q, "targets_unnormalized": u}
+    for tag, tt in (("soft", q), ("unnormalized", u)):
+        zz = z.clone().requires_grad_(True)
+        l = F.cross_entropy(zz, tt)
+        l.backward()
+        t["loss." + tag] = l.detach().reshape(1)
+        t["grad." + tag] = zz.grad
+    save(os.path.join(OUT, "soft_cross_entropy.safetensors"), t)
+    print("soft_cross_entropy")
+
+
 class BlazeBlock(nn.Module):
     """BlazeFace's ops as TensorFlow defines them: a 5x5 stride-2 convolution with "SAME"
     padding (asymmetric: 1 top/left, 2 bottom/right on an even input), a depthwise 3x3 stride-2
@@ -374,6 +394,8 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     if sys.argv[1:] == ["grouped"]:
         return grouped_cases()
+    if sys.argv[1:] == ["soft"]:
+        return soft_ce_cases()
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(3)
     r = lambda *s: torch.randn(*s, generator=g)
@@ -397,6 +419,7 @@ def main():
     e2e("tiny_resnet", TinyResNet, r(4, 3, 12, 12), torch.tensor([0, 3, 5, 1]))
     e2e("tiny_densenet", TinyDenseNet, r(4, 3, 12, 12), torch.tensor([2, 4, 0, 1]))
     grouped_cases()
+    soft_ce_cases()
 
 
 if __name__ == "__main__":

@@ -43,6 +43,10 @@ static void usage(FILE *f)
             "                          batch-norm statistics (e.g. 0.999; default 0 = off)\n"
             "  --mixup ALPHA           mixup with lambda ~ Beta(ALPHA, ALPHA) (default 0 = off; not on\n"
             "                          cached features)\n"
+            "  --teacher FILE[,FILE]   knowledge distillation: the average softmax of these ferc models\n"
+            "                          (at most 4; same classes and normalization) on every augmented\n"
+            "                          batch is a soft target (not on cached features)\n"
+            "  --kd-weight F           its share of the loss: (1-F) * hard + F * soft (default 0.5)\n"
             "  --augment SPEC          training transform (default: resize(S,S) | randomcrop(S,pad=S/12,\n"
             "                          mode=reflect) | hflip | normalize(imagenet with --weights, else cifar10))\n"
             "  --val-split F           stratified validation fraction (default 0.1)\n"
@@ -157,6 +161,7 @@ int cmd_train(int argc, char **argv)
         else if (!strcmp(a, "--split-manifest")) COPY(c.split_manifest, v);
         else if (!strcmp(a, "--unfreeze-from")) COPY(c.unfreeze_from, v);
         else if (!strcmp(a, "--recipe")) COPY(c.recipe, v);
+        else if (!strcmp(a, "--teacher")) COPY(c.teacher, v);
         else if (!strcmp(a, "--resume")) resume = v;
         else if (!strcmp(a, "--img-size")) c.img_size = atoi(v);
         else if (!strcmp(a, "--batch")) c.batch = atoi(v);
@@ -174,6 +179,9 @@ int cmd_train(int argc, char **argv)
         else if (!strcmp(a, "--label-smoothing")) c.label_smoothing = atof(v);
         else if (!strcmp(a, "--mixup")) c.mixup = atof(v);
         else if (!strcmp(a, "--ema")) c.ema = atof(v);
+        else if (!strcmp(a, "--kd-weight")) {
+            if (cli_parse_double(v, 0, 1, &c.kd_weight)) return cli_usage_error("train", "--kd-weight needs a number in [0, 1]");
+        }
         else if (!strcmp(a, "--val-split")) c.val_split = atof(v);
         else if (!strcmp(a, "--backbone-lr-mult")) c.backbone_lr_mult = atof(v);
         else if (!strcmp(a, "--seed")) c.seed = strtoull(v, NULL, 10);

@@ -1,5 +1,6 @@
 /* The generic executor: works out which nodes need gradients, then hands the graph to a
  * backend. Also the softmax cross-entropy loss, which is small and backend-independent. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,5 +188,28 @@ int nn_softmax_cross_entropy(const float *logits, const int *labels, int n, int 
         }
     }
     *loss = (float)(total / wsum);
+    return FERC_OK;
+}
+
+int nn_soft_cross_entropy(const float *logits, const float *q, int n, int k, float *loss, float *dlogits)
+{
+    if (n <= 0 || k <= 1) return ferc_set_error(FERC_ERR_INVALID, "loss: need n > 0 and k > 1");
+    for (size_t i = 0; i < (size_t)n * k; i++)
+        if (!(q[i] >= 0.0f && q[i] <= FLT_MAX))
+            return ferc_set_error(FERC_ERR_INVALID, "loss: target %g of sample %zu is not a probability", (double)q[i], i / k);
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * k, *t = q + (size_t)i * k;
+        double m = z[0];
+        for (int c = 1; c < k; c++) m = z[c] > m ? z[c] : m;
+        double s = 0, qs = 0;
+        for (int c = 0; c < k; c++) s += exp((double)z[c] - m), qs += t[c];
+        double lse = m + log(s);
+        for (int c = 0; c < k; c++) {
+            total += t[c] * (lse - z[c]);
+            if (dlogits) dlogits[(size_t)i * k + c] = (float)((exp((double)z[c] - lse) * qs - t[c]) / n);
+        }
+    }
+    *loss = (float)(total / n);
     return FERC_OK;
 }

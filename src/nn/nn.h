@@ -232,5 +232,10 @@ size_t nn_exec_planned_bytes(const nn_exec *ex);
 int nn_softmax_cross_entropy(const float *logits, const int *labels, int n, int k,
                              float label_smoothing, const float *class_weights, float *loss,
                              float *dlogits, float *probs);
+/* Cross-entropy against target distributions (torch.nn.functional.cross_entropy with class
+ * probabilities as the target, mean reduction): loss = mean_i -sum_c q_ic log softmax(z_i)_c.
+ * targets (N, K), each entry finite and >= 0 (rows normally sum to 1: a teacher's softmax in
+ * knowledge distillation). dlogits (N, K), when non-NULL: (softmax(z_i) * sum_c q_ic - q_i) / N. */
+int nn_soft_cross_entropy(const float *logits, const float *targets, int n, int k, float *loss, float *dlogits);
 
 #endif

@@ -35,6 +35,7 @@ void trainer_config_default(trainer_config *c)
     c->warmup_epochs = 1;
     c->val_split = 0.1;
     c->backbone_lr_mult = 0.1;
+    c->kd_weight = 0.5;
     c->seed = 1;
 }
 
@@ -126,6 +127,8 @@ static int write_config(const trainer_config *c, const char *path)
     cJSON_AddNumberToObject(o, "label_smoothing", c->label_smoothing);
     cJSON_AddNumberToObject(o, "mixup", c->mixup);
     cJSON_AddNumberToObject(o, "ema", c->ema);
+    cJSON_AddStringToObject(o, "teacher", c->teacher);
+    cJSON_AddNumberToObject(o, "kd_weight", c->kd_weight);
     cJSON_AddNumberToObject(o, "val_split", c->val_split);
     cJSON_AddNumberToObject(o, "backbone_lr_mult", c->backbone_lr_mult);
     cJSON_AddBoolToObject(o, "cache_features", c->cache_features);
@@ -166,6 +169,7 @@ int trainer_config_read(const char *run_dir, trainer_config *c)
     STR("split_manifest", c->split_manifest);
     STR("unfreeze_from", c->unfreeze_from);
     STR("recipe", c->recipe);
+    STR("teacher", c->teacher);
     /* integers: within +-1e9 (a cast of anything larger to int is undefined) */
 #define INT(key, dst) do { cJSON *n_ = cJSON_GetObjectItem(o, key); \
         if (cJSON_IsNumber(n_)) { \
@@ -190,6 +194,7 @@ int trainer_config_read(const char *run_dir, trainer_config *c)
     NUM("label_smoothing", c->label_smoothing);
     NUM("mixup", c->mixup);
     NUM("ema", c->ema);
+    NUM("kd_weight", c->kd_weight);
     NUM("val_split", c->val_split);
     NUM("backbone_lr_mult", c->backbone_lr_mult);
     c->cache_features = cJSON_IsTrue(cJSON_GetObjectItem(o, "cache_features"));
@@ -251,6 +256,11 @@ typedef struct run {
     float *fx;                   /* (B, D) gathered batch */
     int lock_fd;                 /* RUN_DIR/.lock, held while the run works in the folder */
     float *ema_p, *ema_b;        /* --ema: the averaged weights and batch-norm statistics */
+    /* --teacher: the teachers' inference plans and their averaged softmax on a batch */
+    int nteach;
+    nn_graph *tg[TRAINER_MAX_TEACHERS];
+    nn_exec *tex[TRAINER_MAX_TEACHERS];
+    float *tlogits, *tprob, *dkd;
 } run;
 
 static void run_free(run *r)
@@ -281,6 +291,14 @@ static void run_free(run *r)
     free(r->hist);
     free(r->ema_p);
     free(r->ema_b);
+    for (int i = 0; i < r->nteach; i++) {
+        nn_exec_destroy(r->tex[i]);
+        nn_graph_destroy(r->tg[i]);
+    }
+    r->nteach = 0;
+    free(r->tlogits);
+    free(r->tprob);
+    free(r->dkd);
     file_dir_unlock(r->lock_fd);
     r->lock_fd = -1;
     models_meta_free(&r->meta);
@@ -882,18 +900,84 @@ static double mixup_batch(run *r, const trainer_state *st, data_batch *b)
     return lam;
 }
 
+/* --teacher: loads every teacher and plans its inference at the run's batch and input size. A
+ * teacher must know the run's classes, in the same order, and normalize its input the same way
+ * (it sees the student's batches as they are). */
+static int setup_teachers(run *r)
+{
+    const trainer_config *c = &r->cfg;
+    if (!c->teacher[0]) return FERC_OK;
+    char list[TRAINER_PATH_MAX];
+    snprintf(list, sizeof list, "%s", c->teacher);
+    int rc = FERC_OK;
+    for (char *save = NULL, *p = strtok_r(list, ",", &save); p && !rc; p = strtok_r(NULL, ",", &save)) {
+        if (r->nteach == TRAINER_MAX_TEACHERS)
+            return ferc_set_error(FERC_ERR_INVALID, "--teacher: at most %d models", TRAINER_MAX_TEACHERS);
+        models_meta tm;
+        nn_graph *g = NULL;
+        if ((rc = models_load(p, &g, &tm))) return ferc_wrap_error(rc, "--teacher");
+        r->tg[r->nteach++] = g;
+        if (tm.num_classes != r->K)
+            rc = ferc_set_error(FERC_ERR_INVALID, "--teacher %s has %d classes, the data %d", p, tm.num_classes, r->K);
+        for (int k = 0; !rc && k < r->K && tm.class_names; k++)
+            if (strcmp(tm.class_names[k], r->meta.class_names[k]))
+                rc = ferc_set_error(FERC_ERR_INVALID, "--teacher %s: class %d is %s, the data's is %s", p, k,
+                                    tm.class_names[k], r->meta.class_names[k]);
+        for (int k = 0; !rc && k < 3; k++)
+            if (tm.channels != 3 || fabsf(tm.mean[k] - r->meta.mean[k]) > 1e-4f || fabsf(tm.std[k] - r->meta.std[k]) > 1e-4f)
+                rc = ferc_set_error(FERC_ERR_INVALID,
+                                    "--teacher %s normalizes with mean %.4f std %.4f, this run with mean %.4f std %.4f: "
+                                    "a teacher must see the student's input as it was trained on it",
+                                    p, (double)tm.mean[k], (double)tm.std[k], (double)r->meta.mean[k], (double)r->meta.std[k]);
+        models_meta_free(&tm);
+        if (!rc) rc = nn_exec_create(&r->tex[r->nteach - 1], g, NULL, r->B, 3, r->S, r->S, c->bf16 ? NN_EXEC_BF16 : 0);
+    }
+    if (rc) return rc;
+    size_t nk = (size_t)r->B * r->K;
+    r->tlogits = malloc(nk * sizeof(float));
+    r->tprob = malloc(nk * sizeof(float));
+    r->dkd = malloc(nk * sizeof(float));
+    return r->tlogits && r->tprob && r->dkd ? FERC_OK : ferc_set_error(FERC_ERR_NOMEM, "out of memory for --teacher");
+}
+
+/* The teachers' averaged softmax on the batch x (inference: running batch-norm statistics). */
+static int teacher_targets(run *r, const float *x, int n)
+{
+    size_t nk = (size_t)n * r->K;
+    memset(r->tprob, 0, nk * sizeof(float));
+    for (int t = 0; t < r->nteach; t++) {
+        CHECK_TRY(nn_exec_forward(r->tex[t], x, false, r->tlogits));
+        for (int i = 0; i < n; i++) {
+            const float *z = r->tlogits + (size_t)i * r->K;
+            double m = z[0], s = 0;
+            for (int k = 1; k < r->K; k++) m = z[k] > m ? z[k] : m;
+            for (int k = 0; k < r->K; k++) s += exp((double)z[k] - m);
+            for (int k = 0; k < r->K; k++) r->tprob[(size_t)i * r->K + k] += (float)(exp((double)z[k] - m) / s / r->nteach);
+        }
+    }
+    return FERC_OK;
+}
+
 /* The loss of a (possibly mixed) batch: lam * CE(y) + (1 - lam) * CE(ymix), and its gradient
- * into r->dlogits. */
+ * into r->dlogits. With teachers: (1 - w) times that plus w * CE(teachers' softmax). */
 static int batch_loss(run *r, const data_batch *b, double lam, float *loss)
 {
     float ls = (float)r->cfg.label_smoothing;
+    size_t nk = (size_t)b->n * r->K;
     CHECK_TRY(nn_softmax_cross_entropy(r->logits, b->y, b->n, r->K, ls, r->class_w, loss, r->dlogits, NULL));
-    if (lam >= 1) return FERC_OK;
-    float l2;
-    CHECK_TRY(nn_softmax_cross_entropy(r->logits, r->ymix, b->n, r->K, ls, r->class_w, &l2, r->dlogits2, NULL));
-    float a = (float)lam, m = 1 - a;
-    for (size_t i = 0; i < (size_t)b->n * r->K; i++) r->dlogits[i] = a * r->dlogits[i] + m * r->dlogits2[i];
-    *loss = a * *loss + m * l2;
+    if (lam < 1) {
+        float l2;
+        CHECK_TRY(nn_softmax_cross_entropy(r->logits, r->ymix, b->n, r->K, ls, r->class_w, &l2, r->dlogits2, NULL));
+        float a = (float)lam, m = 1 - a;
+        for (size_t i = 0; i < nk; i++) r->dlogits[i] = a * r->dlogits[i] + m * r->dlogits2[i];
+        *loss = a * *loss + m * l2;
+    }
+    if (r->nteach) {
+        float lkd, w = (float)r->cfg.kd_weight;
+        CHECK_TRY(nn_soft_cross_entropy(r->logits, r->tprob, b->n, r->K, &lkd, r->dkd));
+        for (size_t i = 0; i < nk; i++) r->dlogits[i] = (1 - w) * r->dlogits[i] + w * r->dkd[i];
+        *loss = (1 - w) * *loss + w * lkd;
+    }
     return FERC_OK;
 }
 
@@ -929,6 +1013,7 @@ static int train_loop(run *r, trainer_state *st, trainer_result *res)
             } else {
                 nn_exec_set_seed(r->ex, c->seed + (uint64_t)st->phase, (uint64_t)st->phase_step);
                 double lam = c->mixup > 0 ? mixup_batch(r, st, &b) : 1;
+                if (r->nteach && (rc = teacher_targets(r, b.x, b.n))) return rc;
                 if ((rc = nn_exec_forward(r->ex, b.x, true, r->logits))) return rc;
                 if ((rc = batch_loss(r, &b, lam, &loss))) return rc;
                 if ((rc = nn_exec_backward(r->ex, r->dlogits))) return rc;
@@ -1015,7 +1100,7 @@ static int validate_config(const trainer_config *c)
         return ferc_set_error(FERC_ERR_INVALID, "need 1 <= batch <= 65536, 8 <= img_size <= 4096 and at least one epoch");
     if (!(c->lr > 0) || c->weight_decay < 0 || c->clip_value < 0 || c->clip_norm < 0 || c->label_smoothing < 0 ||
         c->label_smoothing >= 1 || !(c->mixup >= 0 && c->mixup <= 100) || c->val_split < 0 || c->val_split >= 1 ||
-        c->backbone_lr_mult < 0 || !(c->ema >= 0 && c->ema < 1))
+        c->backbone_lr_mult < 0 || !(c->ema >= 0 && c->ema < 1) || !(c->kd_weight >= 0 && c->kd_weight <= 1))
         return ferc_set_error(FERC_ERR_INVALID, "bad numeric option (lr > 0, 0 <= label smoothing < 1, 0 <= val split < 1, ...)");
     return FERC_OK;
 }
@@ -1058,6 +1143,7 @@ int trainer_run(const trainer_config *cfg, const trainer_callbacks *cb, trainer_
     out_path(&r, path, sizeof path, "split.csv");
     if ((rc = data_manifest_write(path, &r.ix, r.split))) goto out;
     if ((rc = build_model(&r))) goto out;
+    if ((rc = setup_teachers(&r))) goto out;
     if ((rc = read_metrics(&r, 0))) goto out;
     trainer_state st = {0};
     st.phase = r.cfg.freeze_epochs > 0 ? 1 : 2;
@@ -1113,6 +1199,7 @@ int trainer_resume(const char *run_dir, const trainer_config *ov, const trainer_
     out_path(&r, path, sizeof path, "split.csv");
     if ((rc = setup_data(&r, path))) goto out;
     if ((rc = models_create(&r.g, r.cfg.arch, r.K))) goto out;
+    if ((rc = setup_teachers(&r))) goto out;
     if ((rc = read_metrics(&r, st.epochs_done))) goto out;
     if (st.phase == 2 && r.cfg.epochs == 0) {
         rc = ferc_set_error(FERC_ERR_FORMAT, "%s: phase 2 checkpoint for a run without phase 2", ckpt);

@@ -43,6 +43,7 @@
 typedef enum trainer_balance { TRAINER_BALANCE_NONE, TRAINER_BALANCE_WEIGHTS, TRAINER_BALANCE_SAMPLER } trainer_balance;
 
 #define TRAINER_PATH_MAX 1024
+#define TRAINER_MAX_TEACHERS 4
 
 typedef struct trainer_config {
     char data_dir[TRAINER_PATH_MAX];
@@ -68,6 +69,11 @@ typedef struct trainer_config {
     double ema;                         /* decay of an exponential moving average of the weights and
                                            batch-norm statistics, validated and saved as the model;
                                            0 = off (e.g. 0.999) */
+    char teacher[TRAINER_PATH_MAX];     /* knowledge distillation: ferc model files, comma-separated
+                                           ("" = none); their averaged softmax on each augmented
+                                           (and mixed) batch is a soft target */
+    double kd_weight;                   /* the soft target's share of the loss (default 0.5):
+                                           (1 - w) * hard loss + w * CE(teachers' softmax) */
     double val_split;
     double backbone_lr_mult;            /* phase 2 */
     uint64_t seed;
