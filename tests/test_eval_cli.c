@@ -211,7 +211,8 @@ int main(void)
     snprintf(path, sizeof path, "%s/evalout/eval.json", root);
     CHECK(file_exists(path), "eval.json written");
     /* predictions.csv: a header and one row per evaluated image, labels that agree with the
-     * confusion matrix's diagonal count */
+     * confusion matrix's diagonal count, and the probabilities of every class: they sum to 1,
+     * the predicted class has the largest, and it is the confidence column */
     {
         snprintf(path, sizeof path, "%s/evalout/predictions.csv", root);
         uint8_t *csv = NULL;
@@ -220,12 +221,27 @@ int main(void)
         int rows = -1, right = 0;
         for (char *save = NULL, *line = csv ? strtok_r((char *)csv, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
             if (rows++ < 0) {
-                CHECK(!strcmp(line, "path,label,predicted,confidence"), "predictions.csv header: %s", line);
+                CHECK(!strcmp(line, "path,label,predicted,confidence,Bright,Dark,Top"), "predictions.csv header: %s", line);
                 continue;
             }
             char *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL, *c3 = c2 ? strchr(c2 + 1, ',') : NULL;
             CHECK(c3 != NULL, "predictions.csv row: %s", line);
-            if (c3 && (size_t)(c2 - c1 - 1) == (size_t)(c3 - c2 - 1) && !strncmp(c1 + 1, c2 + 1, (size_t)(c3 - c2 - 1))) right++;
+            if (!c3) continue;
+            if ((size_t)(c2 - c1 - 1) == (size_t)(c3 - c2 - 1) && !strncmp(c1 + 1, c2 + 1, (size_t)(c3 - c2 - 1))) right++;
+            char *end;
+            double confidence = strtod(c3 + 1, &end), p[NCLS], sum = 0;
+            int got = 0, top = 0;
+            for (; got < NCLS && *end == ','; got++) {
+                p[got] = strtod(end + 1, &end);
+                sum += p[got];
+                if (p[got] > p[top]) top = got;
+            }
+            CHECK(got == NCLS && *end == 0 && fabs(sum - 1) < 1e-4, "predictions.csv probabilities: %s", line);
+            if (got == NCLS) {
+                CHECK(fabs(p[top] - confidence) < 1e-6 && (size_t)(c3 - c2 - 1) == strlen(classes[top]) &&
+                          !strncmp(c2 + 1, classes[top], strlen(classes[top])),
+                      "predictions.csv: the predicted class is not the most probable: %s", line);
+            }
         }
         CHECK(rows == 10 * NCLS, "predictions.csv: %d rows, want 30", rows);
         printf("predictions.csv: %d rows, %d right (accuracy %.4f)\n", rows, right, manifest_acc);

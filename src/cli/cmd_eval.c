@@ -50,7 +50,8 @@ static void usage(FILE *f)
                "                   balanced_accuracy_unique: the images that have a byte-identical copy among\n"
                "                   the manifest's train rows, and the figures without them\n"
                "  --out DIR        also write DIR/confusion.png, DIR/eval.json and DIR/predictions.csv\n"
-               "                   (path,label,predicted,confidence: one row per image)\n\n"
+               "                   (path,label,predicted,confidence, then the probability of every class,\n"
+               "                   one column per class name: one row per image)\n\n"
                "Per-image time is its own decode from the file plus the mean forward time per image (all\n"
                "images of a model cost the same forward pass; decoding is what differs between files).\n");
 }
@@ -203,8 +204,8 @@ int cmd_eval(int argc, char **argv)
     size_t n = 0;
     double *load_s = NULL;
     char *js = NULL;
-    int *pred = NULL;    /* per image: the predicted label and its probability (predictions.csv) */
-    float *conf = NULL;
+    int *pred = NULL;    /* per image: the predicted label and the K probabilities (predictions.csv) */
+    float *prob = NULL;
     const size_t per = (size_t)3 * S * S;
     int *map = calloc((size_t)ix.n_classes, sizeof *map);
     float *x = calloc((size_t)B * per, sizeof(float)), *acc = malloc(sizeof(float) * B * K);
@@ -276,8 +277,8 @@ int cmd_eval(int argc, char **argv)
     load_s = calloc(n ? n : 1, sizeof *load_s);
     idx = malloc((n ? n : 1) * sizeof *idx);
     pred = malloc((n ? n : 1) * sizeof *pred);
-    conf = malloc((n ? n : 1) * sizeof *conf);
-    if (!load_s || !idx || !pred || !conf) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
+    prob = malloc((n ? n : 1) * (size_t)K * sizeof *prob);
+    if (!load_s || !idx || !pred || !prob) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
     for (size_t i = 0; i < n; i++) {
         char path[4096];
         image im;
@@ -311,7 +312,7 @@ int cmd_eval(int argc, char **argv)
             rank_push(slow, &nslow, (ranked){(float)load_s[b.index[i]], -1, b.index[i]});
             int p = metrics_argmax(acc + (size_t)i * K, K);
             pred[b.index[i]] = p;
-            conf[b.index[i]] = acc[(size_t)i * K + p];
+            memcpy(prob + (size_t)b.index[i] * K, acc + (size_t)i * K, (size_t)K * sizeof *prob);
             if (p != y[i]) rank_push(worst, &nworst, (ranked){acc[(size_t)i * K + p], p, b.index[i]});
             if (dup && !dup[b.index[i]]) metrics_add_scores(&mu, acc + (size_t)i * K, &y[i], 1);
         }
@@ -397,15 +398,21 @@ int cmd_eval(int argc, char **argv)
         if (file_write_atomic(path, js, strlen(js))) { cli_fail(out); goto done; }
         size_t longest = 0, len = 0;
         for (int c = 0; c < K; c++) longest = strlen(m->class_names[c]) > longest ? strlen(m->class_names[c]) : longest;
-        size_t cap = 64 + n * (2 * longest + 24); /* two names, a number, commas, newline */
+        size_t cap = 64 + (size_t)K * (longest + 2) + n * (2 * longest + 24 + 10 * (size_t)K); /* names, numbers, commas */
         for (size_t i = 0; i < n; i++) cap += strlen(ix.paths[i]);
         char *csv = malloc(cap);
         if (!csv) { ferc_set_error(FERC_ERR_NOMEM, "out of memory"); cli_fail("eval"); goto done; }
-        len += (size_t)snprintf(csv + len, cap - len, "path,label,predicted,confidence\n");
+        len += (size_t)snprintf(csv + len, cap - len, "path,label,predicted,confidence");
+        for (int c = 0; c < K; c++) len += (size_t)snprintf(csv + len, cap - len, ",%s", m->class_names[c]);
+        len += (size_t)snprintf(csv + len, cap - len, "\n");
         for (size_t i = 0; i < n; i++)
-            if (pred[i] >= 0)
-                len += (size_t)snprintf(csv + len, cap - len, "%s,%s,%s,%.6f\n", ix.paths[i], m->class_names[map[ix.labels[i]]],
-                                        m->class_names[pred[i]], (double)conf[i]);
+            if (pred[i] >= 0) {
+                const float *pi = prob + i * K;
+                len += (size_t)snprintf(csv + len, cap - len, "%s,%s,%s,%.6f", ix.paths[i], m->class_names[map[ix.labels[i]]],
+                                        m->class_names[pred[i]], (double)pi[pred[i]]);
+                for (int c = 0; c < K; c++) len += (size_t)snprintf(csv + len, cap - len, ",%.6f", (double)pi[c]);
+                len += (size_t)snprintf(csv + len, cap - len, "\n");
+            }
         snprintf(path, sizeof path, "%s/predictions.csv", out);
         int wrc = file_write_atomic(path, csv, len);
         free(csv);
@@ -423,6 +430,6 @@ done:
     classifier_destroy(net);
     free(map); free(x); free(acc); free(y); free(split); free(dup); free(idx);
     for (size_t i = 0; i < n_dup_paths; i++) free(dup_paths[i]);
-    free(dup_paths); free(load_s); free(pred); free(conf);
+    free(dup_paths); free(load_s); free(pred); free(prob);
     return rc;
 }
