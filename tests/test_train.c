@@ -432,6 +432,57 @@ int main(void)
         CHECK_OK(trainer_config_read(kc[0].out_dir, &back));
         CHECK(!strcmp(back.teacher, teacher) && back.kd_weight == 1, "config.json teacher '%s' kd_weight %g", back.teacher,
               back.kd_weight);
+
+        /* 7. --keep-head: starting from the plain run's model with its head kept, one epoch at a
+         * negligible learning rate leaves that head as it was (a new head would be random);
+         * weights of other classes are refused. */
+        trainer_config hc2[3];
+        const char *hnames[3] = {"keephead", "newhead", "keepwrong"};
+        float *heads[2] = {NULL, NULL};
+        for (int k = 0; k < 3; k++) {
+            base_config(&hc2[k], hnames[k]);
+            hc2[k].freeze_epochs = 0;
+            hc2[k].epochs = 1;
+            hc2[k].lr = 1e-12;
+            snprintf(hc2[k].weights, sizeof hc2[k].weights, "%s", k == 2 ? wrong : p);
+            hc2[k].keep_head = k != 1;
+            int rc = trainer_run(&hc2[k], NULL, &res);
+            if (k == 2) {
+                CHECK(rc == FERC_ERR_INVALID && strstr(ferc_last_error(), "--keep-head"), "--keep-head, 2 classes: %s",
+                      ferc_last_error());
+                continue;
+            }
+            CHECK(rc == FERC_OK, "%s: %s", hnames[k], ferc_last_error());
+            char bp[512];
+            snprintf(bp, sizeof bp, "%s/best.safetensors", hc2[k].out_dir);
+            nn_graph *hg = NULL;
+            models_meta hm;
+            if (models_load(bp, &hg, &hm) == FERC_OK) {
+                const nn_param *w = &hg->param_table[nn_find_param(hg, "fc.weight")];
+                heads[k] = malloc(w->count * sizeof(float));
+                if (heads[k]) memcpy(heads[k], nn_param_data(hg, w), w->count * sizeof(float));
+                nn_graph_destroy(hg);
+                models_meta_free(&hm);
+            }
+        }
+        nn_graph *pg = NULL;
+        models_meta pm;
+        CHECK_OK(models_load(p, &pg, &pm));
+        if (pg && heads[0] && heads[1]) {
+            const nn_param *w = &pg->param_table[nn_find_param(pg, "fc.weight")];
+            check_close("--keep-head: the head after one epoch at lr 1e-12", heads[0], nn_param_data(pg, w), w->count, 1e-5);
+            double diff = 0;
+            for (size_t i = 0; i < w->count; i++) diff = fmax(diff, fabs(heads[1][i] - nn_param_data(pg, w)[i]));
+            CHECK(diff > 1e-3, "without --keep-head the head is the old one (max difference %g)", diff);
+        }
+        if (pg) {
+            nn_graph_destroy(pg);
+            models_meta_free(&pm);
+        }
+        free(heads[0]);
+        free(heads[1]);
+        CHECK_OK(trainer_config_read(hc2[0].out_dir, &back));
+        CHECK(back.keep_head, "config.json keep_head");
     }
 
     char cmd[600];

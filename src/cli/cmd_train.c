@@ -27,6 +27,7 @@ static void usage(FILE *f)
             "  --data DIR              class-folder image tree (required)\n"
             "  --arch NAME             resnet18..152, densenet121..201 (default resnet18)\n"
             "  --weights FILE          start from this ferc model (new head); default: from scratch\n"
+            "  --keep-head             with --weights: keep its head too (same classes): continue it\n"
             "  --out RUN_DIR           run folder (required)\n"
             "  --img-size N            input side (default 48; set by the augmentation's output)\n"
             "  --batch N               batch size (default 64; the last partial batch is dropped)\n"
@@ -148,6 +149,10 @@ int cmd_train(int argc, char **argv)
         if (!strcmp(a, "--json")) { u.json = 1; continue; }
         if (!strcmp(a, "--cache-features")) {
             c.cache_features = true;
+            continue;
+        }
+        if (!strcmp(a, "--keep-head")) {
+            c.keep_head = true;
             continue;
         }
         if (a[0] != '-' || a[1] != '-') return cli_usage_error("train", "unexpected argument %s", a);

@@ -132,6 +132,7 @@ static int write_config(const trainer_config *c, const char *path)
     cJSON_AddNumberToObject(o, "val_split", c->val_split);
     cJSON_AddNumberToObject(o, "backbone_lr_mult", c->backbone_lr_mult);
     cJSON_AddBoolToObject(o, "cache_features", c->cache_features);
+    cJSON_AddBoolToObject(o, "keep_head", c->keep_head);
     cJSON_AddStringToObject(o, "seed", seed);
     cJSON_AddNumberToObject(o, "threads", c->threads);
     cJSON_AddStringToObject(o, "balance", balance_name(c->balance));
@@ -198,6 +199,7 @@ int trainer_config_read(const char *run_dir, trainer_config *c)
     NUM("val_split", c->val_split);
     NUM("backbone_lr_mult", c->backbone_lr_mult);
     c->cache_features = cJSON_IsTrue(cJSON_GetObjectItem(o, "cache_features"));
+    c->keep_head = cJSON_IsTrue(cJSON_GetObjectItem(o, "keep_head"));
 #undef STR
 #undef NUM
 #undef INT
@@ -395,7 +397,8 @@ static int setup_data(run *r, const char *split_csv_to_read)
     return rc;
 }
 
-/* Copies every tensor of src into dst whose name and size agree, except the head's. */
+/* Copies every tensor of src into dst whose name and size agree, except the head's (head "":
+ * every tensor). */
 static void copy_backbone(nn_graph *dst, const nn_graph *src, const char *head)
 {
     size_t hl = strlen(head);
@@ -422,11 +425,18 @@ static int build_model(run *r)
     if ((rc = models_load(c->weights, &src, &sm))) return ferc_wrap_error(rc, "--weights");
     if (strcmp(sm.arch, c->arch))
         rc = ferc_set_error(FERC_ERR_INVALID, "--weights %s holds a %s, not a %s", c->weights, sm.arch, c->arch);
-    else
-        copy_backbone(r->g, src, models_head_name(c->arch));
+    if (!rc && c->keep_head) { /* the head is only kept for the same classes in the same order */
+        if (sm.num_classes != r->K)
+            rc = ferc_set_error(FERC_ERR_INVALID, "--keep-head: %s has %d classes, the data %d", c->weights, sm.num_classes, r->K);
+        for (int k = 0; !rc && k < r->K && sm.class_names; k++)
+            if (strcmp(sm.class_names[k], r->meta.class_names[k]))
+                rc = ferc_set_error(FERC_ERR_INVALID, "--keep-head: class %d of %s is %s, the data's is %s", k, c->weights,
+                                    sm.class_names[k], r->meta.class_names[k]);
+    }
+    if (!rc) copy_backbone(r->g, src, c->keep_head ? "" : models_head_name(c->arch));
     nn_graph_destroy(src);
     models_meta_free(&sm);
-    if (!rc) rc = models_reinit_head(r->g, c->arch, c->seed);
+    if (!rc && !c->keep_head) rc = models_reinit_head(r->g, c->arch, c->seed);
     return rc;
 }
 

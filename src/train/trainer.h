@@ -82,6 +82,8 @@ typedef struct trainer_config {
     int patience;                       /* 0 = no early stopping */
     int max_steps;                      /* tests: request a stop after this many steps in total (0 = none) */
     bool cache_features;                /* phase 1: no augmentation, backbone features computed once */
+    bool keep_head;                     /* with weights: keep their head too (same classes, in the
+                                           same order) instead of a new one: a continuation */
     bool bf16;                          /* mixed precision (NN_EXEC_BF16): bf16 activations and conv
                                            weights in the kernels; weights, optimizer, checkpoints,
                                            batch-norm statistics and the loss stay float32 */
