@@ -250,7 +250,7 @@ static int do_study(const study_config *c, const study_callbacks *cb)
                  " The recipe is that of ferc's default model (<code>ferc train --recipe fer</code>: AdamW at a peak "
                  "learning rate of %g with weight decay %g, OneCycle per batch, label smoothing %g, the training rows' "
                  "normalization), adapted in two ways: the input is %dx%d, with the crop padding scaled to it (the "
-                 "default model trains at 96x96), and the budget is %d epochs. Augmentation: <code>%s</code>. "
+                 "default model trains larger: its model card says how), and the budget is %d epochs. Augmentation: <code>%s</code>. "
                  "Weight average (validated and saved): %s; mixup: %s.",
                  t0.lr, t0.weight_decay, t0.label_smoothing, c->img_size, c->img_size, c->epochs, t0.augment,
                  ema, mix);

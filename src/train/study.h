@@ -45,7 +45,7 @@ typedef struct study_config {
 
 /* resnet152 and densenet161, recipe fer at 48x48, 20 epochs (the seed notebook's budget),
  * 3 frozen epochs when weights are given, batch 64, seed 1, float32, a weight average with
- * decay 0.999 (the default model's), no mixup (it pays only over long schedules). */
+ * decay 0.999, no mixup (it pays only over long schedules). */
 void study_config_default(study_config *c);
 
 /* Progress: the trainer's callbacks, plus which run of how many. */
