@@ -415,6 +415,18 @@ static void copy_backbone(nn_graph *dst, const nn_graph *src, const char *head)
     }
 }
 
+/* A model file (--keep-head, --teacher) must know the data's classes in the same order. */
+static int same_classes(const run *r, const models_meta *m, const char *option, const char *path)
+{
+    if (m->num_classes != r->K)
+        return ferc_set_error(FERC_ERR_INVALID, "%s: %s has %d classes, the data %d", option, path, m->num_classes, r->K);
+    for (int k = 0; k < r->K && m->class_names; k++)
+        if (strcmp(m->class_names[k], r->meta.class_names[k]))
+            return ferc_set_error(FERC_ERR_INVALID, "%s: class %d of %s is %s, the data's is %s", option, k, path,
+                                  m->class_names[k], r->meta.class_names[k]);
+    return FERC_OK;
+}
+
 static int build_model(run *r)
 {
     trainer_config *c = &r->cfg;
@@ -425,14 +437,7 @@ static int build_model(run *r)
     if ((rc = models_load(c->weights, &src, &sm))) return ferc_wrap_error(rc, "--weights");
     if (strcmp(sm.arch, c->arch))
         rc = ferc_set_error(FERC_ERR_INVALID, "--weights %s holds a %s, not a %s", c->weights, sm.arch, c->arch);
-    if (!rc && c->keep_head) { /* the head is only kept for the same classes in the same order */
-        if (sm.num_classes != r->K)
-            rc = ferc_set_error(FERC_ERR_INVALID, "--keep-head: %s has %d classes, the data %d", c->weights, sm.num_classes, r->K);
-        for (int k = 0; !rc && k < r->K && sm.class_names; k++)
-            if (strcmp(sm.class_names[k], r->meta.class_names[k]))
-                rc = ferc_set_error(FERC_ERR_INVALID, "--keep-head: class %d of %s is %s, the data's is %s", k, c->weights,
-                                    sm.class_names[k], r->meta.class_names[k]);
-    }
+    if (!rc && c->keep_head) rc = same_classes(r, &sm, "--keep-head", c->weights); /* the head fits only those */
     if (!rc) copy_backbone(r->g, src, c->keep_head ? "" : models_head_name(c->arch));
     nn_graph_destroy(src);
     models_meta_free(&sm);
@@ -927,12 +932,7 @@ static int setup_teachers(run *r)
         nn_graph *g = NULL;
         if ((rc = models_load(p, &g, &tm))) return ferc_wrap_error(rc, "--teacher");
         r->tg[r->nteach++] = g;
-        if (tm.num_classes != r->K)
-            rc = ferc_set_error(FERC_ERR_INVALID, "--teacher %s has %d classes, the data %d", p, tm.num_classes, r->K);
-        for (int k = 0; !rc && k < r->K && tm.class_names; k++)
-            if (strcmp(tm.class_names[k], r->meta.class_names[k]))
-                rc = ferc_set_error(FERC_ERR_INVALID, "--teacher %s: class %d is %s, the data's is %s", p, k,
-                                    tm.class_names[k], r->meta.class_names[k]);
+        rc = same_classes(r, &tm, "--teacher", p);
         for (int k = 0; !rc && k < 3; k++)
             if (tm.channels != 3 || fabsf(tm.mean[k] - r->meta.mean[k]) > 1e-4f || fabsf(tm.std[k] - r->meta.std[k]) > 1e-4f)
                 rc = ferc_set_error(FERC_ERR_INVALID,
